@@ -1,0 +1,65 @@
+"""Shared test helpers: tiny hand-made Kaggle folders for exact, readable bad-input cases."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from asl_keras import landmarks
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def random_frames(rng: np.random.Generator, n: int, nan_hand: bool = True) -> np.ndarray:
+    """`[n, 1629]` float32 raw frames; the left hand is NaN in every other frame."""
+    x = rng.random((n, len(landmarks.raw_columns())), dtype=np.float32)
+    if nan_hand:
+        cols = [i for i, c in enumerate(landmarks.raw_columns()) if "left_hand" in c]
+        x[::2, cols] = np.nan
+    return x
+
+
+def write_parquet(path: str, sequences: dict[int, np.ndarray], columns=None) -> None:
+    """Write `{sequence_id: [T, 1629]}` in the Kaggle wide layout (index sequence_id, frame)."""
+    columns = columns or landmarks.raw_columns()
+    parts = []
+    for sid, frames in sequences.items():
+        df = pd.DataFrame(frames, columns=columns)
+        df.insert(0, "frame", np.arange(len(frames), dtype=np.int16))
+        df.index = pd.Index(np.full(len(frames), sid, dtype=np.int64), name="sequence_id")
+        parts.append(df)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pd.concat(parts).to_parquet(path)
+
+
+@pytest.fixture
+def tiny_kaggle(tmp_path):
+    """A 2-file Kaggle folder: train (6 sequences, 3 signers) and supplemental (2 sequences).
+
+    Returns (folder, {sequence_id: raw [T, 1629] frames}).
+    """
+    rng = np.random.default_rng(0)
+    data = tmp_path / "kaggle"
+    frames = {}
+    rows = []
+    phrases = ["3 creekhouse", "scales/kuhaylah", "+20-4703-88149", "1600 fire water",
+               "www.a.com/b", "42 main st"]
+    train = {}
+    for i, phrase in enumerate(phrases):
+        sid = 1000 + i
+        train[sid] = frames[sid] = random_frames(rng, 5 + 3 * i)
+        rows.append(("train_landmarks/11.parquet", 11, sid, 100 + i % 3, phrase))
+    write_parquet(str(data / "train_landmarks/11.parquet"), train)
+    pd.DataFrame(rows, columns=["path", "file_id", "sequence_id", "participant_id", "phrase"]
+                 ).to_csv(data / "train.csv", index=False)
+    supp = {2000: random_frames(rng, 9), 2001: random_frames(rng, 4)}
+    frames.update(supp)
+    write_parquet(str(data / "supplemental_landmarks/22.parquet"), supp)
+    pd.DataFrame([("supplemental_landmarks/22.parquet", 22, 2000, 100, "we better go"),
+                  ("supplemental_landmarks/22.parquet", 22, 2001, 250, "hello there")],
+                 columns=["path", "file_id", "sequence_id", "participant_id", "phrase"]
+                 ).to_csv(data / "supplemental_metadata.csv", index=False)
+    return data, frames
