@@ -31,6 +31,7 @@ from asl_keras.landmarks import SELECTED_COLUMNS
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+INDEX = "index.csv"
 FINGERPRINT = "conversion.json"
 
 
@@ -120,17 +121,16 @@ def convert_file(data_dir: str, rows: pd.DataFrame, out_dir: str) -> dict:
     skipped: list[dict] = []
     unlisted: list[int] = []
     fold_of = dict(zip(rows["sequence_id"].tolist(), rows["fold"].tolist(), strict=True))
-    n = frames = 0
+    n_frames: dict[str, int] = {}
     tmp = f"{path}.tmp-{os.getpid()}"
     with tf.io.TFRecordWriter(tmp) as writer:
         for seq in kaggle.iter_file(data_dir, rows, skipped, unlisted):
             writer.write(records.serialize(seq, vocab.encode(seq.phrase),
                                            fold_of[seq.sequence_id]))
-            n += 1
-            frames += len(seq.frames)
-    side = {"file": name, "source": rows["path"].iloc[0], "sequences": n, "frames": frames,
-            "bytes": tf.io.gfile.stat(tmp).length, "skipped": skipped,
-            "unlisted_sequence_ids": unlisted}
+            n_frames[str(seq.sequence_id)] = len(seq.frames)
+    side = {"file": name, "source": rows["path"].iloc[0], "sequences": len(n_frames),
+            "frames": sum(n_frames.values()), "bytes": tf.io.gfile.stat(tmp).length,
+            "skipped": skipped, "unlisted_sequence_ids": unlisted, "n_frames": n_frames}
     tf.io.gfile.rename(tmp, path, overwrite=True)
     _write_json(f"{path}.json", side)  # its presence marks the shard complete
     return side
@@ -170,10 +170,25 @@ def convert(data_dir: str, out_dir: str, *, num_folds: int = folds.NUM_FOLDS,
                 fut.result()
                 bar.update()
     bar.close()
-    manifest = build_manifest(data_dir, out_dir, [shard_name(g) for g in groups], skipped,
-                              len(meta) + len(skipped), meta)
-    _write_json(f"{out_dir}/{MANIFEST}", manifest)
+    names = [shard_name(g) for g in groups]
+    manifest = build_manifest(data_dir, out_dir, names, skipped, len(meta) + len(skipped), meta)
+    write_index(out_dir, names, meta)
+    _write_json(f"{out_dir}/{MANIFEST}", manifest)  # written last: marks the conversion done
     return manifest
+
+
+def write_index(out_dir: str, names: list[str], meta: pd.DataFrame) -> None:
+    """`index.csv`: one light row per record (no frames), for sampling and fold selection."""
+    rows = []
+    for name in names:
+        side = _read_json(f"{out_dir}/{name}.json")
+        rows += [(int(sid), n, name) for sid, n in side["n_frames"].items()]
+    idx = pd.DataFrame(rows, columns=["sequence_id", "n_frames", "shard"])
+    idx = meta[["sequence_id", "participant_id", "phrase", "fold", "is_supplemental"]].merge(
+        idx, on="sequence_id", how="inner")
+    idx["is_supplemental"] = idx["is_supplemental"].astype(int)
+    with tf.io.gfile.GFile(f"{out_dir}/{INDEX}", "w") as f:
+        idx.to_csv(f, index=False)
 
 
 def build_manifest(data_dir: str, out_dir: str, names: list[str], skipped: list[dict],

@@ -1,0 +1,262 @@
+"""Typed configuration: dataclasses filled from YAML, validated on load.
+
+YAML in `configs/` only sets values; every key must name a field here (a misspelling is an
+error naming the full key path) and values are type- and range-checked. Command-line overrides
+use the same paths: `data.max_len=256`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the schema; the message names the key path."""
+
+
+def _check(cond: bool, path: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{path}: {msg}")
+
+
+def _range(path: str, lo_hi, lo=None, hi=None) -> None:
+    _check(len(lo_hi) == 2 and lo_hi[0] <= lo_hi[1], path, f"expected [low, high], got {lo_hi}")
+    _check(lo is None or lo_hi[0] >= lo, path, f"low must be >= {lo}")
+    _check(hi is None or lo_hi[1] <= hi, path, f"high must be <= {hi}")
+
+
+def _prob(path: str, p: float) -> None:
+    _check(0.0 <= p <= 1.0, path, f"probability must be in [0, 1], got {p}")
+
+
+@dataclasses.dataclass
+class Resample:
+    """Whole-sequence nearest resampling by a random rate (spec 2, item 1)."""
+
+    p: float = 0.0
+    rate: tuple[float, float] = (0.3, 2.0)
+
+    def validate(self, path):
+        _prob(f"{path}.p", self.p)
+        _range(f"{path}.rate", self.rate, lo=0.01)
+
+
+@dataclasses.dataclass
+class DynamicResample:
+    """Per-chunk nearest resampling (spec 2, item 2); windows is an inclusive range."""
+
+    p: float = 0.0
+    windows: tuple[int, int] = (20, 29)
+    rate: tuple[float, float] = (0.9, 1.1)
+
+    def validate(self, path):
+        _prob(f"{path}.p", self.p)
+        _range(f"{path}.windows", self.windows, lo=1, hi=64)
+        _range(f"{path}.rate", self.rate, lo=0.01)
+
+
+@dataclasses.dataclass
+class TimeShift:
+    """Prepend zero frames or drop leading frames (spec 2, item 3); inclusive shift range."""
+
+    p: float = 0.0
+    shift: tuple[int, int] = (-10, 9)
+
+    def validate(self, path):
+        _prob(f"{path}.p", self.p)
+        _range(f"{path}.shift", self.shift, lo=-1000, hi=1000)
+
+
+@dataclasses.dataclass
+class Affine:
+    """Scale, shear, rotation and shift of x, y (spec 2, item 4)."""
+
+    p: float = 0.0
+    scale: tuple[float, float] = (0.7, 1.3)
+    shear: tuple[float, float] = (-0.2, 0.2)
+    degrees: tuple[float, float] = (-30.0, 30.0)
+    shift: tuple[float, float] = (-0.15, 0.15)
+
+    def validate(self, path):
+        _prob(f"{path}.p", self.p)
+        for name in ("scale", "shear", "degrees", "shift"):
+            _range(f"{path}.{name}", getattr(self, name))
+
+
+@dataclasses.dataclass
+class FingersDrop:
+    """Zero random fingers inside random time windows (spec 2, item 5)."""
+
+    p: float = 0.0
+    windows: int = 2
+    length: tuple[float, float] = (0.25, 0.5)  # window length as a fraction of the sequence
+    draws: int = 12  # fingers drawn with replacement per window
+
+    def validate(self, path):
+        _prob(f"{path}.p", self.p)
+        _check(1 <= self.windows <= 16, f"{path}.windows", "must be in 1..16")
+        _range(f"{path}.length", self.length, lo=0.0, hi=1.0)
+        _check(1 <= self.draws <= 64, f"{path}.draws", "must be in 1..64")
+
+
+@dataclasses.dataclass
+class PartDrop:
+    """At most one of: drop pose (4 variants), face, or both hands (spec 2, item 6)."""
+
+    pose: float = 0.0
+    face: float = 0.0
+    hands: float = 0.0
+
+    def validate(self, path):
+        for name in ("pose", "face", "hands"):
+            _prob(f"{path}.{name}", getattr(self, name))
+        _prob(f"{path} (sum)", self.pose + self.face + self.hands)
+
+
+@dataclasses.dataclass
+class TemporalMask:
+    """Zero 1x[0.2,0.4], 2x[0.1,0.2] or 4x[0.05,0.1] of the frames (spec 2, item 7)."""
+
+    p: float = 0.0
+    variants: tuple[str, ...] = ("1:0.2-0.4", "2:0.1-0.2", "4:0.05-0.1")
+
+    def validate(self, path):
+        _prob(f"{path}.p", self.p)
+        _check(len(self.variants) > 0, f"{path}.variants", "needs at least one variant")
+        for v in self.variants:
+            self.parse(v, f"{path}.variants")
+
+    @staticmethod
+    def parse(variant: str, path: str = "temporal_mask") -> tuple[int, float, float]:
+        """'count:low-high' -> (count, low, high)."""
+        try:
+            count, rng = variant.split(":")
+            lo, hi = (float(v) for v in rng.split("-"))
+            out = int(count), lo, hi
+        except ValueError as e:
+            raise ConfigError(f"{path}: {variant!r} is not 'count:low-high'") from e
+        _check(out[0] >= 1 and 0 <= lo <= hi <= 1, path, f"{variant!r} out of range")
+        return out
+
+
+@dataclasses.dataclass
+class Augment:
+    """The training augmentation recipe, applied in this field order after flip and CutMix."""
+
+    flip: float = 0.0
+    cutmix: float = 0.0
+    resample: Resample = dataclasses.field(default_factory=Resample)
+    dynamic_resample: DynamicResample = dataclasses.field(default_factory=DynamicResample)
+    time_shift: TimeShift = dataclasses.field(default_factory=TimeShift)
+    affine: Affine = dataclasses.field(default_factory=Affine)
+    fingers_drop: FingersDrop = dataclasses.field(default_factory=FingersDrop)
+    part_drop: PartDrop = dataclasses.field(default_factory=PartDrop)
+    temporal_mask: TemporalMask = dataclasses.field(default_factory=TemporalMask)
+    decoder_mask: float = 0.0  # decoder-input token masking rate (applied in the model)
+
+    def validate(self, path):
+        for name in ("flip", "cutmix", "decoder_mask"):
+            _prob(f"{path}.{name}", getattr(self, name))
+
+
+@dataclasses.dataclass
+class Data:
+    """Where the records are and how batches are built."""
+
+    records: str = "tfrecords/demo"
+    fold: int = 0  # held-out fold; -1 trains on everything
+    max_len: int = 384
+    buffer_len: int = 1024  # frames kept through the temporal augmentations (>= max_len)
+    batch_size: int = 64  # per replica
+    min_seq_len: int = 1  # training sequences shorter than this are dropped
+    supplemental: bool = True  # add one sequence per unique supplemental phrase each epoch
+    scores: str | None = None  # CSV sequence_id,score from round 1 (None: score 1.0)
+    shuffle_buffer: int = 4096
+    augment: Augment = dataclasses.field(default_factory=Augment)
+
+    def validate(self, path):
+        _check(self.fold >= -1, f"{path}.fold", "must be -1 (fullfit) or a fold number")
+        _check(8 <= self.max_len <= 4096, f"{path}.max_len", "must be in 8..4096")
+        _check(self.buffer_len >= self.max_len, f"{path}.buffer_len", "must be >= max_len")
+        _check(self.batch_size >= 1, f"{path}.batch_size", "must be >= 1")
+        _check(self.min_seq_len >= 1, f"{path}.min_seq_len", "must be >= 1")
+        _check(self.shuffle_buffer >= 1, f"{path}.shuffle_buffer", "must be >= 1")
+
+
+def _convert(tp, value, path: str):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        return _convert(next(a for a in args if a is not type(None)), value, path)
+    if origin is tuple:
+        _check(isinstance(value, (list, tuple)), path, f"expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        items = args[:1] * len(value) if args[-1] is Ellipsis else args
+        _check(len(items) == len(value), path, f"expected {len(items)} values, got {value!r}")
+        return tuple(_convert(t, v, f"{path}[{i}]")
+                     for i, (t, v) in enumerate(zip(items, value, strict=True)))
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), path,
+               f"expected a number, got {value!r}")
+        return float(value)
+    _check(isinstance(value, tp) and not (tp is int and isinstance(value, bool)), path,
+           f"expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls, values: dict[str, Any] | None, path: str = ""):
+    """Build dataclass `cls` from a mapping; unknown keys and bad values raise ConfigError."""
+    values = values or {}
+    _check(isinstance(values, dict), path or "config", f"expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _convert(hints[k], v, f"{path}.{k}" if path else k) for k, v in values.items()}
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(path or cls.__name__.lower())
+    return obj
+
+
+def load_yaml(cls, path: str, overrides: list[str] = ()):
+    """Load `cls` from a YAML file, then apply `key.path=value` overrides (values are YAML)."""
+    with open(path, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        _check(bool(sep), item, "override must look like key.path=value")
+        node = values
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw)
+    return from_dict(cls, values)
+
+
+@dataclasses.dataclass
+class Config:
+    """A whole run: the data it reads and the seed of all its randomness."""
+
+    name: str = "run"
+    seed: int = 0
+    data: Data = dataclasses.field(default_factory=Data)
+
+    def validate(self, path):
+        _check(self.seed >= 0, f"{path}.seed", "must be >= 0")
+
+
+def load(path: str, overrides: list[str] = ()) -> Config:
+    """Load a run config from YAML with `key.path=value` overrides."""
+    return load_yaml(Config, path, overrides)

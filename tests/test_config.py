@@ -1,0 +1,34 @@
+import glob
+
+import pytest
+
+from asl_keras import config
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob("configs/*.yaml")))
+def test_shipped_configs_load(path):
+    assert config.load(path).data.max_len >= 8
+
+
+def test_unknown_key_is_named_with_its_path(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  augment:\n    fliip: 0.5\n")
+    with pytest.raises(config.ConfigError, match=r"unknown key data\.augment\.fliip"):
+        config.load(str(p))
+
+
+@pytest.mark.parametrize("override,msg", [
+    ("data.augment.resample.p=1.5", r"data\.augment\.resample\.p: probability"),
+    ("data.augment.affine.scale=[1.3, 0.7]", r"data\.augment\.affine\.scale: expected \[low"),
+    ("data.max_len=abc", r"data\.max_len: expected int"),
+    ("data.buffer_len=16", r"data\.buffer_len: must be >= max_len"),
+    ("data.fold=-3", r"data\.fold"),
+])
+def test_bad_values_are_rejected(override, msg):
+    with pytest.raises(config.ConfigError, match=msg):
+        config.load("configs/cfg_2.yaml", [override])
+
+
+def test_overrides_apply():
+    cfg = config.load("configs/cfg_2.yaml", ["data.fold=2", "seed=7", "data.scores=null"])
+    assert (cfg.data.fold, cfg.seed, cfg.data.scores) == (2, 7, None)
