@@ -63,3 +63,23 @@ def tiny_kaggle(tmp_path):
                  columns=["path", "file_id", "sequence_id", "participant_id", "phrase"]
                  ).to_csv(data / "supplemental_metadata.csv", index=False)
     return data, frames
+
+
+@pytest.fixture(scope="session")
+def synthetic_kaggle(tmp_path_factory):
+    """A small synthetic Kaggle folder (80 train + 40 supplemental sequences, 6 signers)."""
+    from asl_keras.data import synthetic
+
+    out = tmp_path_factory.mktemp("synthetic") / "kaggle"
+    synthetic.generate(out, 80, 40, sequences_per_file=20, n_participants=6, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_records(synthetic_kaggle, tmp_path_factory):
+    """`synthetic_kaggle` converted to TFRecords."""
+    from asl_keras.data import convert
+
+    out = tmp_path_factory.mktemp("records") / "synthetic"
+    convert.convert(str(synthetic_kaggle), str(out), workers=1, progress=False)
+    return out

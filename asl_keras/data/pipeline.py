@@ -142,30 +142,31 @@ def train_dataset(data: config.Data, seed: int, epochs: int, start_epoch: int = 
         if ctx is not None else data.batch_size
     aug = data.augment
 
+    def prepare(ex):
+        return {"sample": to_sample(ex, scores, data.buffer_len),
+                "meta": {k: ex[k] for k in ("sequence_id", "participant_id", "n_frames")}}
+
     def one_epoch(epoch):
         ds = _records(data.records, ctx, shuffle_seed=seed * 1000 + epoch)
         ds = ds.filter(lambda ex: selection.keep(ex["sequence_id"], seed, epoch))
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.shuffle(data.shuffle_buffer, seed=seed * 1000 + epoch + 1)
         # Pair consecutive records of the same signer: CutMix partners (spec: same participant).
-        ds = ds.group_by_window(key_func=lambda ex: ex["participant_id"],
+        ds = ds.group_by_window(key_func=lambda e: e["meta"]["participant_id"],
                                 reduce_func=lambda _, w: w.batch(2), window_size=2)
 
         def expand(pair):
-            both = tf.shape(pair["sequence_id"])[0] == 2
+            size = tf.shape(pair["meta"]["sequence_id"])[0]
             items = []
             for i in (0, 1):
-                me = tf.nest.map_structure(lambda v, i=i: v[tf.minimum(i, tf.shape(v)[0] - 1)],
-                                           pair)
-                other = tf.nest.map_structure(lambda v, i=i: v[tf.shape(v)[0] - 1 - i], pair)
-                s = to_sample(me, scores, data.buffer_len)
-                p = to_sample(other, scores, data.buffer_len)
-                k = element_seed(seed, epoch, me["sequence_id"])
-                out = augment.augment(s, p, k, aug, has_partner=both)
-                items.append(to_batch_item(out, me, data.max_len))
-            keep = tf.stack([True, both])
-            return tf.data.Dataset.from_tensor_slices(
-                tf.nest.map_structure(lambda a, b: tf.stack([a, b]), *items)).take(
-                tf.reduce_sum(tf.cast(keep, tf.int64)))
+                me = tf.nest.map_structure(lambda v, i=i: v[tf.minimum(i, size - 1)], pair)
+                other = tf.nest.map_structure(lambda v, i=i: v[size - 1 - i], pair)
+                k = element_seed(seed, epoch, me["meta"]["sequence_id"])
+                out = augment.augment(me["sample"], other["sample"], k, aug,
+                                      has_partner=size == 2)
+                items.append(to_batch_item(out, me["meta"], data.max_len))
+            both = tf.nest.map_structure(lambda a, b: tf.stack([a, b]), *items)
+            return tf.data.Dataset.from_tensor_slices(both).take(tf.cast(size, tf.int64))
 
         return ds.interleave(expand, cycle_length=16, num_parallel_calls=tf.data.AUTOTUNE,
                              deterministic=True)

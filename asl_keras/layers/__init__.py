@@ -1,0 +1,1 @@
+"""Keras layers: feature extractors, attention, Squeezeformer and Zipformer blocks, decoder."""

@@ -1,0 +1,94 @@
+"""Input side of the 1st-place model: part normalisation and the landmark feature extractor.
+
+Reference: `models/mdl_2_pt.py` (spec section 3.1). Shapes: landmarks `[B, T, N, 3]`,
+frame mask `[B, T]` (1 real frame, 0 padding).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from asl_keras import landmarks
+
+PARTS = {"lhand": landmarks.LEFT_HAND_IDX, "rhand": landmarks.RIGHT_HAND_IDX,
+         "face": landmarks.FACE_IDX, "pose": landmarks.POSE_IDX}
+
+
+def _bool_mask(frame_mask, x):
+    """Frame mask `[B, T]` -> bool `[B, T, 1...]` broadcastable against `x`."""
+    m = ops.cast(frame_mask, "bool")
+    return ops.reshape(m, ops.shape(m) + (1,) * (len(x.shape) - 2))
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class PartNormalization(keras.layers.Layer):
+    """Standardise each body part per frame and coordinate, over that part's landmarks.
+
+    For each part (left hand, right hand, 76 face points, 12 pose points): subtract the mean and
+    divide by the population std over the part's landmarks, per frame and coordinate; non-finite
+    -> 0; then every landmark whose globally normalised x + y is exactly 0 (missing, dropped or
+    padded) is set to 0. Output keeps the model landmark order: `[B, T, 130, 3]`.
+    """
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        out = ops.zeros_like(x)
+        for idx in PARTS.values():
+            part = ops.take(x, idx, axis=2)
+            mean = ops.mean(part, axis=2, keepdims=True)
+            std = ops.sqrt(ops.mean(ops.square(part - mean), axis=2, keepdims=True))
+            z = (part - mean) / std
+            z = ops.where(ops.isfinite(z), z, 0.0)
+            # scatter the part back to its landmark positions
+            onehot = ops.cast(np.eye(landmarks.NUM_LANDMARKS, dtype="float32")[idx], "float32")
+            out = out + ops.einsum("btpc,pn->btnc", z, onehot)
+        present = ops.not_equal(x[..., 0] + x[..., 1], 0.0)[..., None]
+        return ops.cast(ops.where(present, out, 0.0), self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class LandmarkFeatureExtractor(keras.layers.Layer):
+    """Conv2D over (time, landmarks) -> BN + SiLU -> flatten -> Dense -> masked BN -> zero pads.
+
+    Conv 3x3, 32 filters, stride (1, 2), zero padding 1, no bias (PyTorch semantics, so
+    explicit padding then 'valid'); `BatchNorm2d` momentum 0.1 (Keras 0.9) over all positions;
+    the flattened `[T, ceil(N/2) * 32]` features (landmark-major, channels fastest) go through a
+    bias-free Dense and a BatchNorm computed on real frames only (PyTorch momentum 0.95 = Keras
+    0.05); padded frames are zeroed.
+    """
+
+    def __init__(self, dim: int, filters: int = 32, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.filters = dim, filters
+        self.pad = keras.layers.ZeroPadding2D(1, dtype=self.dtype_policy)
+        self.conv = keras.layers.Conv2D(filters, 3, strides=(1, 2), use_bias=False,
+                                        dtype=self.dtype_policy, name="conv_stem")
+        self.bn_conv = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                                       dtype=self.dtype_policy, name="bn_conv")
+        self.linear = keras.layers.Dense(dim, use_bias=False, dtype=self.dtype_policy,
+                                         name="stem_linear")
+        self.bn = keras.layers.BatchNormalization(momentum=0.05, epsilon=1e-5,
+                                                  dtype=self.dtype_policy, name="stem_bn")
+
+    def build(self, input_shape):
+        b, t, n, c = input_shape
+        self.pad.build(input_shape)
+        self.conv.build((b, t + 2, n + 2, c))
+        width = (n - 1) // 2 + 1
+        self.bn_conv.build((b, t, width, self.filters))
+        self.linear.build((b, t, width * self.filters))
+        self.bn.build((b, t, self.dim))
+
+    def call(self, x, frame_mask, training=False):
+        h = self.conv(self.pad(x))
+        h = ops.silu(self.bn_conv(h, training=training))
+        h = ops.reshape(h, (ops.shape(h)[0], ops.shape(h)[1], -1))
+        h = self.linear(h)
+        valid = ops.cast(frame_mask, "bool")
+        h = self.bn(h, training=training, mask=valid)
+        return ops.where(valid[..., None], h, ops.zeros_like(h))
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "filters": self.filters}

@@ -1,0 +1,92 @@
+"""The 1st-place Squeezeformer block (spec section 3.2; reference `mdl_*_pt.py`).
+
+Post-LN, no time reduction; each module's input is first scaled and shifted by learned
+per-channel parameters (init 1 and 0) while the residual uses the unscaled input:
+    x = LN(x + MHSA(x*s1 + b1)); x = LN(x + FF(x*s2 + b2))
+    x = LN(x + Conv(x*s3 + b3)); x = LN(x + FF(x*s4 + b4))
+Shapes `[B, T, D]`, mask `[B, T]`. The reference applies LN/FF to real frames only and leaves
+padded frames at their pre-LN values; here they are computed like real frames. No output at a
+real frame depends on them (attention masks padded keys, the conv module zeroes pads).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from asl_keras.layers.attention import RelativeSelfAttention, RotarySelfAttention
+from asl_keras.layers.conv_module import ConvModule
+
+MODULES = ("mhsa", "ff_mhsa", "conv", "ff_conv")
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class FeedForward(keras.layers.Layer):
+    """Linear(d, d*e) -> Swish -> dropout -> Linear(d*e, d) -> dropout."""
+
+    def __init__(self, dim: int, expansion: int = 1, dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.expansion, self.dropout = dim, expansion, dropout
+        self.ffn1 = keras.layers.Dense(dim * expansion, name="ffn1", dtype=self.dtype_policy)
+        self.ffn2 = keras.layers.Dense(dim, name="ffn2", dtype=self.dtype_policy)
+        self.drop1 = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.drop2 = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.ffn1.build(input_shape)
+        self.ffn2.build((*input_shape[:-1], self.dim * self.expansion))
+
+    def call(self, x, training=False):
+        h = self.drop1(ops.silu(self.ffn1(x)), training=training)
+        return self.drop2(self.ffn2(h), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "expansion": self.expansion,
+                "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class SqueezeformerBlock(keras.layers.Layer):
+    """One block; `attention` is "rotary" (cfg_2) or "relative" (cfg_1)."""
+
+    def __init__(self, dim: int, heads: int = 4, attention: str = "rotary",
+                 ff_expansion: int = 1, conv_expansion: int = 2, kernel_size: int = 51,
+                 dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        if attention not in ("rotary", "relative"):
+            raise ValueError(f"attention must be 'rotary' or 'relative', got {attention!r}")
+        self.dim, self.heads, self.attention = dim, heads, attention
+        self.ff_expansion, self.conv_expansion = ff_expansion, conv_expansion
+        self.kernel_size, self.dropout = kernel_size, dropout
+        p = dict(dtype=self.dtype_policy)
+        self.mhsa = (RotarySelfAttention(dim, heads, name="mhsa", **p) if attention == "rotary"
+                     else RelativeSelfAttention(dim, heads, dropout, name="mhsa", **p))
+        self.ff_mhsa = FeedForward(dim, ff_expansion, dropout, name="ff_mhsa", **p)
+        self.conv = ConvModule(dim, kernel_size, conv_expansion, dropout, name="conv", **p)
+        self.ff_conv = FeedForward(dim, ff_expansion, dropout, name="ff_conv", **p)
+        self.norms = {m: keras.layers.LayerNormalization(epsilon=1e-5, name=f"ln_{m}", **p)
+                      for m in MODULES}
+
+    def build(self, input_shape):
+        for m in MODULES:
+            getattr(self, m).build(input_shape)
+            self.norms[m].build(input_shape)
+        self.scales = {m: self.add_weight(shape=(self.dim,), initializer="ones",
+                                          name=f"scale_{m}") for m in MODULES}
+        self.biases = {m: self.add_weight(shape=(self.dim,), initializer="zeros",
+                                          name=f"bias_{m}") for m in MODULES}
+
+    def call(self, x, frame_mask, training=False):
+        for m in MODULES:
+            h = x * ops.cast(self.scales[m], x.dtype) + ops.cast(self.biases[m], x.dtype)
+            module = getattr(self, m)
+            h = module(h, frame_mask, training=training) if m in ("mhsa", "conv") else module(
+                h, training=training)
+            x = self.norms[m](x + h)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "heads": self.heads,
+                "attention": self.attention, "ff_expansion": self.ff_expansion,
+                "conv_expansion": self.conv_expansion, "kernel_size": self.kernel_size,
+                "dropout": self.dropout}

@@ -1,0 +1,1 @@
+"""Models: encoders, the recognizer, losses."""

@@ -1,0 +1,74 @@
+"""Encoder side: landmark embedding (feature extractors) and the block stacks.
+
+`LandmarkEmbedding`: cfg_2 sums a feature extractor over all 130 globally normalised landmarks
+and the concatenation of four part extractors (left hand, right hand, face, pose) over the
+part-normalised copy, each of width dim/4; cfg_1 uses the single all-landmark extractor.
+`SqueezeformerEncoder`: N identical `SqueezeformerBlock`s at full time resolution.
+Shapes: landmarks `[B, T, 130, 3]`, frame mask `[B, T]` -> `[B, T, D]`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from asl_keras.layers.feature_extractor import PARTS, LandmarkFeatureExtractor, PartNormalization
+from asl_keras.layers.squeezeformer import SqueezeformerBlock
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class LandmarkEmbedding(keras.layers.Layer):
+    def __init__(self, dim: int, parts: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if parts and dim % len(PARTS):
+            raise ValueError(f"dim must be divisible by {len(PARTS)} with part extractors, "
+                             f"got {dim}")
+        self.dim, self.parts = dim, parts
+        p = dict(dtype=self.dtype_policy)
+        self.all = LandmarkFeatureExtractor(dim, name="feature_extractor", **p)
+        self.part_norm = PartNormalization(**p) if parts else None
+        self.part_extractors = [LandmarkFeatureExtractor(dim // len(PARTS),
+                                                         name=f"feature_extractor_{name}", **p)
+                                for name in PARTS] if parts else []
+
+    def build(self, input_shape):
+        self.all.build(input_shape)
+        for fe, idx in zip(self.part_extractors, PARTS.values(), strict=False):
+            fe.build((*input_shape[:2], len(idx), 3))
+
+    def call(self, x, frame_mask, training=False):
+        h = self.all(x, frame_mask, training=training)
+        if not self.parts:
+            return h
+        xp = self.part_norm(x)
+        feats = [fe(ops.take(xp, idx, axis=2), frame_mask, training=training)
+                 for fe, idx in zip(self.part_extractors, PARTS.values(), strict=True)]
+        return h + ops.concatenate(feats, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "parts": self.parts}
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class SqueezeformerEncoder(keras.layers.Layer):
+    def __init__(self, dim: int, blocks: int, heads: int = 4, attention: str = "rotary",
+                 ff_expansion: int = 1, conv_expansion: int = 2, kernel_size: int = 51,
+                 dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.settings = dict(dim=dim, heads=heads, attention=attention,
+                             ff_expansion=ff_expansion, conv_expansion=conv_expansion,
+                             kernel_size=kernel_size, dropout=dropout)
+        self.blocks = [SqueezeformerBlock(name=f"block_{i}", dtype=self.dtype_policy,
+                                          **self.settings) for i in range(blocks)]
+
+    def build(self, input_shape):
+        for block in self.blocks:
+            block.build(input_shape)
+
+    def call(self, x, frame_mask, training=False, step=None):
+        for block in self.blocks:
+            x = block(x, frame_mask, training=training)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings, "blocks": len(self.blocks)}
