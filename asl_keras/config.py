@@ -246,12 +246,57 @@ def load_yaml(cls, path: str, overrides: list[str] = ()):
 
 
 @dataclasses.dataclass
+class Model:
+    """Architecture. Defaults are the 1st-place cfg_2 model (Squeezeformer, dim 208)."""
+
+    encoder: str = "squeezeformer"  # or "zipformer"
+    dim: int = 208
+    blocks: int = 14
+    heads: int = 4
+    attention: str = "rotary"  # Squeezeformer only: "rotary" (cfg_2) or "relative" (cfg_1)
+    part_extractors: bool = True  # cfg_2's four part feature extractors
+    ff_expansion: int = 1  # Squeezeformer FFN width = dim * ff_expansion
+    ffn_dims: tuple[int, int, int] = (156, 208, 260)  # Zipformer FFN1/2/3 hidden sizes
+    conv_expansion: int = 2
+    kernel_size: int = 51
+    dropout: float = 0.1
+    # The reference lets pw_conv_1's bias reach the depthwise conv at padded frames, so the last
+    # kernel_size//2 real frames depend on the padding. False copies it (needed to reproduce
+    # 1st-place checkpoints); True zeroes pads after the GLU (outputs independent of padding).
+    zero_glu_pads: bool = False
+    decoder_layers: int = 2
+    decoder_heads: int = 4
+    decoder_ffn: int = 512
+    backward_decoder: bool = True  # cfg_2's time-reversed decoder (training only)
+    confidence_head: bool = True  # cfg_2's aux head on encoder frame 0
+    backward_loss_weight: float = 0.4
+    aux_loss_weight: float = 0.02
+
+    def validate(self, path):
+        _check(self.encoder in ("squeezeformer", "zipformer"), f"{path}.encoder",
+               f"must be 'squeezeformer' or 'zipformer', got {self.encoder!r}")
+        _check(self.attention in ("rotary", "relative"), f"{path}.attention",
+               f"must be 'rotary' or 'relative', got {self.attention!r}")
+        _check(self.dim > 0 and self.dim % self.heads == 0, f"{path}.dim",
+               "must be a positive multiple of heads")
+        _check(self.dim % self.decoder_heads == 0, f"{path}.dim",
+               "must be a multiple of decoder_heads")
+        _check(not self.part_extractors or self.dim % 4 == 0, f"{path}.dim",
+               "must be a multiple of 4 with part_extractors")
+        _check(self.blocks >= 1 and self.decoder_layers >= 1, path, "needs >= 1 block and layer")
+        _check(self.kernel_size % 2 == 1, f"{path}.kernel_size", "must be odd")
+        for name in ("dropout", "backward_loss_weight", "aux_loss_weight"):
+            _prob(f"{path}.{name}", getattr(self, name))
+
+
+@dataclasses.dataclass
 class Config:
-    """A whole run: the data it reads and the seed of all its randomness."""
+    """A whole run: the data it reads, the model, and the seed of all its randomness."""
 
     name: str = "run"
     seed: int = 0
     data: Data = dataclasses.field(default_factory=Data)
+    model: Model = dataclasses.field(default_factory=Model)
 
     def validate(self, path):
         _check(self.seed >= 0, f"{path}.seed", "must be >= 0")

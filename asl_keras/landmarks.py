@@ -120,3 +120,19 @@ def _load_mirror() -> np.ndarray:
 
 # MIRROR[i] is the model-order position of landmark i's left/right mirror image.
 MIRROR = _load_mirror()
+
+
+def _edges(pairs, names) -> tuple[tuple[int, int], ...]:
+    pos = {lm: i for i, lm in enumerate(LANDMARKS)}
+    return tuple((pos[names(a)], pos[names(b)]) for a, b in pairs)
+
+
+# Skeleton edges in model order, for drawing (MediaPipe hand topology; arms from the shoulders).
+_HAND = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10),
+         (10, 11), (11, 12), (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (0, 17), (17, 18),
+         (18, 19), (19, 20))
+SKELETON_EDGES = (
+    _edges(_HAND, lambda i: f"left_hand_{i}") + _edges(_HAND, lambda i: f"right_hand_{i}")
+    + _edges(((11, 12), (11, 13), (13, 15), (15, 17), (15, 19), (15, 21), (12, 14), (14, 16),
+              (16, 18), (16, 20), (16, 22)), lambda i: f"pose_{i}")
+)

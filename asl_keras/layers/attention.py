@@ -23,7 +23,8 @@ MASKED = -1e9
 
 def _split_heads(x, heads):
     b, t = ops.shape(x)[0], ops.shape(x)[1]
-    return ops.reshape(x, (b, t, heads, -1))  # [B, T, H, Dh]
+    # A static head width (not -1) keeps shapes known when B, T are symbolic (functional models).
+    return ops.reshape(x, (b, t, heads, x.shape[-1] // heads))  # [B, T, H, Dh]
 
 
 def _masked_softmax(scores, frame_mask):

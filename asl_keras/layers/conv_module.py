@@ -3,6 +3,10 @@
 zero pads -> pointwise d -> 2d (+bias) -> GLU (first half value, second half gate) ->
 depthwise conv k (zero 'same' padding, no bias) -> BatchNorm on real frames only -> Swish ->
 pointwise d -> d (+bias) -> dropout -> zero pads. Shapes `[B, T, D]`, mask `[B, T]`.
+`activation` replaces the Swish (the Zipformer block uses SwooshR). The reference lets
+pw_conv_1's bias reach the depthwise conv at padded frames, so the last kernel_size//2 real
+frames depend on the amount of padding; `zero_glu_pads=True` zeroes pads after the GLU and
+makes real frames padding-independent (off by default for parity).
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ def zero_pads(x, frame_mask):
 @keras.saving.register_keras_serializable(package="asl_keras")
 class ConvModule(keras.layers.Layer):
     def __init__(self, dim: int, kernel_size: int = 51, expansion: int = 2,
-                 dropout: float = 0.1, **kwargs):
+                 dropout: float = 0.1, activation="silu", zero_glu_pads: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.dim, self.kernel_size, self.expansion, self.dropout = (dim, kernel_size, expansion,
                                                                     dropout)
+        self.activation = keras.activations.get(activation)
+        self.zero_glu_pads = zero_glu_pads
         p = dict(dtype=self.dtype_policy)
         self.pw1 = keras.layers.Dense(dim * expansion, name="pw_conv_1", **p)
         self.dw = keras.layers.DepthwiseConv1D(kernel_size, padding="same", use_bias=False,
@@ -40,11 +47,14 @@ class ConvModule(keras.layers.Layer):
 
     def call(self, x, frame_mask, training=False):
         value, gate = ops.split(self.pw1(zero_pads(x, frame_mask)), 2, axis=-1)
-        h = self.dw(value * ops.sigmoid(gate))
+        h = value * ops.sigmoid(gate)
+        h = self.dw(zero_pads(h, frame_mask) if self.zero_glu_pads else h)
         h = self.bn(h, training=training, mask=ops.cast(frame_mask, "bool"))
-        h = self.drop(self.pw2(ops.silu(h)), training=training)
+        h = self.drop(self.pw2(self.activation(h)), training=training)
         return zero_pads(h, frame_mask)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "kernel_size": self.kernel_size,
-                "expansion": self.expansion, "dropout": self.dropout}
+                "expansion": self.expansion, "dropout": self.dropout,
+                "activation": keras.activations.serialize(self.activation),
+                "zero_glu_pads": self.zero_glu_pads}

@@ -75,7 +75,7 @@ class LandmarkFeatureExtractor(keras.layers.Layer):
     def build(self, input_shape):
         b, t, n, c = input_shape
         self.pad.build(input_shape)
-        self.conv.build((b, t + 2, n + 2, c))
+        self.conv.build((b, None if t is None else t + 2, n + 2, c))
         width = (n - 1) // 2 + 1
         self.bn_conv.build((b, t, width, self.filters))
         self.linear.build((b, t, width * self.filters))

@@ -22,27 +22,34 @@ MODULES = ("mhsa", "ff_mhsa", "conv", "ff_conv")
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class FeedForward(keras.layers.Layer):
-    """Linear(d, d*e) -> Swish -> dropout -> Linear(d*e, d) -> dropout."""
+    """Linear(d, h) -> Swish -> dropout -> Linear(h, d) -> dropout, h = hidden_dim or d*e.
 
-    def __init__(self, dim: int, expansion: int = 1, dropout: float = 0.1, **kwargs):
+    `activation` replaces the Swish (the Zipformer block uses SwooshL).
+    """
+
+    def __init__(self, dim: int, expansion: int = 1, dropout: float = 0.1,
+                 hidden_dim: int | None = None, activation="silu", **kwargs):
         super().__init__(**kwargs)
         self.dim, self.expansion, self.dropout = dim, expansion, dropout
-        self.ffn1 = keras.layers.Dense(dim * expansion, name="ffn1", dtype=self.dtype_policy)
+        self.hidden_dim = hidden_dim or dim * expansion
+        self.activation = keras.activations.get(activation)
+        self.ffn1 = keras.layers.Dense(self.hidden_dim, name="ffn1", dtype=self.dtype_policy)
         self.ffn2 = keras.layers.Dense(dim, name="ffn2", dtype=self.dtype_policy)
         self.drop1 = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
         self.drop2 = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.ffn1.build(input_shape)
-        self.ffn2.build((*input_shape[:-1], self.dim * self.expansion))
+        self.ffn2.build((*input_shape[:-1], self.hidden_dim))
 
     def call(self, x, training=False):
-        h = self.drop1(ops.silu(self.ffn1(x)), training=training)
+        h = self.drop1(self.activation(self.ffn1(x)), training=training)
         return self.drop2(self.ffn2(h), training=training)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "expansion": self.expansion,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "hidden_dim": self.hidden_dim,
+                "activation": keras.activations.serialize(self.activation)}
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")
@@ -51,18 +58,19 @@ class SqueezeformerBlock(keras.layers.Layer):
 
     def __init__(self, dim: int, heads: int = 4, attention: str = "rotary",
                  ff_expansion: int = 1, conv_expansion: int = 2, kernel_size: int = 51,
-                 dropout: float = 0.1, **kwargs):
+                 dropout: float = 0.1, zero_glu_pads: bool = False, **kwargs):
         super().__init__(**kwargs)
         if attention not in ("rotary", "relative"):
             raise ValueError(f"attention must be 'rotary' or 'relative', got {attention!r}")
         self.dim, self.heads, self.attention = dim, heads, attention
         self.ff_expansion, self.conv_expansion = ff_expansion, conv_expansion
-        self.kernel_size, self.dropout = kernel_size, dropout
+        self.kernel_size, self.dropout, self.zero_glu_pads = kernel_size, dropout, zero_glu_pads
         p = dict(dtype=self.dtype_policy)
         self.mhsa = (RotarySelfAttention(dim, heads, name="mhsa", **p) if attention == "rotary"
                      else RelativeSelfAttention(dim, heads, dropout, name="mhsa", **p))
         self.ff_mhsa = FeedForward(dim, ff_expansion, dropout, name="ff_mhsa", **p)
-        self.conv = ConvModule(dim, kernel_size, conv_expansion, dropout, name="conv", **p)
+        self.conv = ConvModule(dim, kernel_size, conv_expansion, dropout,
+                               zero_glu_pads=zero_glu_pads, name="conv", **p)
         self.ff_conv = FeedForward(dim, ff_expansion, dropout, name="ff_conv", **p)
         self.norms = {m: keras.layers.LayerNormalization(epsilon=1e-5, name=f"ln_{m}", **p)
                       for m in MODULES}
@@ -89,4 +97,4 @@ class SqueezeformerBlock(keras.layers.Layer):
         return {**super().get_config(), "dim": self.dim, "heads": self.heads,
                 "attention": self.attention, "ff_expansion": self.ff_expansion,
                 "conv_expansion": self.conv_expansion, "kernel_size": self.kernel_size,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "zero_glu_pads": self.zero_glu_pads}

@@ -4,6 +4,8 @@
 and the concatenation of four part extractors (left hand, right hand, face, pose) over the
 part-normalised copy, each of width dim/4; cfg_1 uses the single all-landmark extractor.
 `SqueezeformerEncoder`: N identical `SqueezeformerBlock`s at full time resolution.
+`ZipformerEncoder`: N `ZipformerBlock`s; the training step reaches every scheduled value
+(bypass clamps, skip rates) through `call(..., step=optimizer.iterations)`.
 Shapes: landmarks `[B, T, 130, 3]`, frame mask `[B, T]` -> `[B, T, D]`.
 """
 
@@ -14,6 +16,7 @@ from keras import ops
 
 from asl_keras.layers.feature_extractor import PARTS, LandmarkFeatureExtractor, PartNormalization
 from asl_keras.layers.squeezeformer import SqueezeformerBlock
+from asl_keras.layers.zipformer import ZipformerBlock
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")
@@ -53,11 +56,12 @@ class LandmarkEmbedding(keras.layers.Layer):
 class SqueezeformerEncoder(keras.layers.Layer):
     def __init__(self, dim: int, blocks: int, heads: int = 4, attention: str = "rotary",
                  ff_expansion: int = 1, conv_expansion: int = 2, kernel_size: int = 51,
-                 dropout: float = 0.1, **kwargs):
+                 dropout: float = 0.1, zero_glu_pads: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.settings = dict(dim=dim, heads=heads, attention=attention,
                              ff_expansion=ff_expansion, conv_expansion=conv_expansion,
-                             kernel_size=kernel_size, dropout=dropout)
+                             kernel_size=kernel_size, dropout=dropout,
+                             zero_glu_pads=zero_glu_pads)
         self.blocks = [SqueezeformerBlock(name=f"block_{i}", dtype=self.dtype_policy,
                                           **self.settings) for i in range(blocks)]
 
@@ -66,8 +70,32 @@ class SqueezeformerEncoder(keras.layers.Layer):
             block.build(input_shape)
 
     def call(self, x, frame_mask, training=False, step=None):
+        """`step` is accepted for a common interface; nothing here is scheduled."""
         for block in self.blocks:
             x = block(x, frame_mask, training=training)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings, "blocks": len(self.blocks)}
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class ZipformerEncoder(keras.layers.Layer):
+    def __init__(self, dim: int, blocks: int, heads: int = 4, ffn_dims=(156, 208, 260),
+                 kernel_size: int = 51, dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.settings = dict(dim=dim, heads=heads, ffn_dims=tuple(ffn_dims),
+                             kernel_size=kernel_size, dropout=dropout)
+        self.blocks = [ZipformerBlock(name=f"block_{i}", dtype=self.dtype_policy,
+                                      **self.settings) for i in range(blocks)]
+
+    def build(self, input_shape):
+        for block in self.blocks:
+            block.build(input_shape)
+
+    def call(self, x, frame_mask, training=False, step=None):
+        for block in self.blocks:
+            x = block(x, frame_mask, step=step, training=training)
         return x
 
     def get_config(self):

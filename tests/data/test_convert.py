@@ -229,3 +229,34 @@ def test_zero_frame_sequence_cannot_hide(tiny_kaggle, tmp_path):
     m = convert.convert(str(data), str(tmp_path / "o"), workers=1, progress=False)
     assert [s["sequence_id"] for s in m["skipped"]] == [2001]
     assert m["totals"]["written"] + m["totals"]["skipped"] == m["totals"]["metadata_rows"]
+
+
+def test_killed_converter_resumes_to_identical_records(tmp_path):
+    """SIGKILL a real converter process after its first shard, rerun: same bytes, no loss."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from asl_keras.data import synthetic
+
+    data = tmp_path / "kaggle"
+    synthetic.generate(data, 64, 0, sequences_per_file=8, n_participants=4, seed=1)
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    convert.convert(str(data), str(ref), workers=1, progress=False)
+    proc = subprocess.Popen([sys.executable, "-m", "asl_keras.data.convert", "--data-dir",
+                             str(data), "--out", str(out), "--workers", "1", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(out.glob("*.tfrecord.json")) and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(out.glob("*.tfrecord.json")))
+    assert 1 <= done < 8 and not (out / convert.MANIFEST).exists(), "not killed mid-run"
+    convert.convert(str(data), str(out), workers=1, progress=False)
+    assert sorted(os.listdir(out)) == sorted(os.listdir(ref))
+    for name in os.listdir(ref):
+        if name.endswith((records.SHARD_SUFFIX, ".csv")):
+            assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+    assert convert.verify(str(data), str(out))["records"] == 64

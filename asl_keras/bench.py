@@ -1,0 +1,133 @@
+"""Benchmarks; each prints one table. Numbers in the README come from these commands.
+
+    python -m asl_keras.bench convert  [--sequences 3000 --per-file 1000]
+    python -m asl_keras.bench pipeline --config configs/cfg_2.yaml [--batches 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import psutil
+
+BENCH_DIR = "bench_out"
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """Run a command; return (seconds, peak total RSS in MB of it and all its children)."""
+    t0 = time.perf_counter()
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0.0
+    while proc.poll() is None:
+        try:
+            tree = [proc, *proc.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()) / 1e6)
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.1)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
+    return time.perf_counter() - t0, peak
+
+
+def _table(rows: list[dict]) -> str:
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    line = lambda vals: "| " + " | ".join(str(v).rjust(w) for v, w in zip(vals, widths,  # noqa: E731
+                                                                          strict=True)) + " |"
+    return "\n".join([line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + [line([r[c] for c in cols]) for r in rows])
+
+
+def synthetic_set(sequences: int, per_file: int, supplemental: int = 0, seed: int = 0) -> str:
+    """A cached synthetic Kaggle folder under bench_out/ (generated once)."""
+    from asl_keras.data import synthetic
+
+    out = os.path.join(BENCH_DIR, f"kaggle_{sequences}_{per_file}_{supplemental}_{seed}")
+    if not os.path.exists(os.path.join(out, "train.csv")):
+        synthetic.generate(out, sequences, supplemental, sequences_per_file=per_file,
+                           n_participants=24, seed=seed)
+    return out
+
+
+def bench_convert(args) -> list[dict]:
+    """Convert a synthetic set shaped like the real files, in a fresh process per setting."""
+    data = synthetic_set(args.sequences, args.per_file)
+    size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(data) for f in fs
+               if f.endswith(".parquet"))
+    rows = []
+    for workers in args.workers:
+        out = os.path.join(BENCH_DIR, f"records_convert_w{workers}")
+        shutil.rmtree(out, ignore_errors=True)
+        dt, peak = run_measured([sys.executable, "-m", "asl_keras.data.convert", "--data-dir",
+                                 data, "--out", out, "--workers", str(workers), "--quiet"])
+        rows.append({"workers": workers, "sequences": args.sequences,
+                     "parquet files": args.sequences // args.per_file,
+                     "parquet MB": f"{size / 1e6:.0f}", "seconds (incl. start-up)": f"{dt:.1f}",
+                     "sequences/s": f"{args.sequences / dt:.0f}",
+                     "MB/s": f"{size / 1e6 / dt:.1f}",
+                     "peak RSS MB (all processes)": f"{peak:.0f}"})
+    return rows
+
+
+def bench_pipeline(args) -> list[dict]:
+    import tensorflow as tf
+
+    from asl_keras import config
+    from asl_keras.data import convert, pipeline
+
+    cfg = config.load(args.config)
+    data = synthetic_set(args.sequences, args.per_file, supplemental=args.sequences // 4)
+    records = os.path.join(BENCH_DIR, "records_pipeline")
+    convert.convert(data, records, workers=1, progress=False)
+    rows = []
+    for augmented in (True, False):
+        aug = cfg.data.augment if augmented else config.Augment()
+        d = dataclasses.replace(cfg.data, records=records, scores=None, augment=aug, fold=0)
+        for cores in (1, 2):
+            opts = tf.data.Options()
+            opts.threading.private_threadpool_size = cores
+            opts.threading.max_intra_op_parallelism = 1
+            ds = pipeline.train_dataset(d, seed=0, epochs=100).with_options(opts)
+            it = iter(ds)
+            next(it)  # tracing and the first shuffle buffer fill
+            t0 = time.perf_counter()
+            for _ in range(args.batches):
+                next(it)
+            dt = time.perf_counter() - t0
+            rows.append({"augmentations": "cfg_2 recipe" if augmented else "none",
+                         "cores": cores, "batch": d.batch_size,
+                         "sequences/s": f"{args.batches * d.batch_size / dt:.0f}",
+                         "ms/batch": f"{1000 * dt / args.batches:.0f}"})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m asl_keras.bench")
+    sub = p.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("convert", help="Kaggle parquet -> TFRecords throughput and memory")
+    c.add_argument("--sequences", type=int, default=3000)
+    c.add_argument("--per-file", type=int, default=1000)
+    c.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    q = sub.add_parser("pipeline", help="training input pipeline throughput")
+    q.add_argument("--config", default="configs/cfg_2.yaml")
+    q.add_argument("--sequences", type=int, default=1000)
+    q.add_argument("--per-file", type=int, default=250)
+    q.add_argument("--batches", type=int, default=30)
+    args = p.parse_args(argv)
+    os.makedirs(BENCH_DIR, exist_ok=True)
+    rows = {"convert": bench_convert, "pipeline": bench_pipeline}[args.what](args)
+    print(f"machine: {psutil.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
+    print(_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

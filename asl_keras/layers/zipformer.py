@@ -1,0 +1,372 @@
+"""Zipformer pieces for the 1st-place encoder (spec sections 1.3, 1.4, 2.3-2.6).
+
+The block keeps what the 1st-place model does well on this task (RoPE attention with
+`dim / heads` head width, the Squeezeformer conv module with masked BatchNorm, kernel 51) and
+adds Zipformer's structure: one attention-weight computation shared by NonlinAttention and two
+value-only attentions, three FFNs with SwooshL, SwooshR in the conv modules, a mid-block Bypass,
+BiasNorm and an end Bypass with per-sequence layer skip.
+
+Schedules (`ScheduledFloat`) are evaluated at the `step` argument of `call` (the optimizer step,
+passed down by the encoder; `None` = inference). Their default points are icefall's, counted in
+its batches; the trainer's optimizer steps may need other points (they are constructor args).
+Stochastic skips draw one number per *sequence* (batch axis 0 of `[B, T, C]`), never per frame,
+and are off at inference. icefall's Balancer/Whiten (gradient-only regularisers), const-attention
+and ScaledAdam-specific initial scales are not used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import keras_hub
+from keras import ops
+
+from asl_keras.layers.attention import _masked_softmax, _split_heads
+from asl_keras.layers.conv_module import ConvModule, zero_pads
+from asl_keras.layers.scheduled import ScheduledFloat
+from asl_keras.layers.squeezeformer import FeedForward
+
+# icefall's defaults (Zipformer2EncoderLayer, BypassModule), steps in its batches.
+BYPASS_SCALE_MIN = ((0.0, 0.9), (20000.0, 0.2))
+ATTENTION_SKIP_RATE = ((0.0, 0.2), (4000.0, 0.05), (16000.0, 0.0))
+CONV_SKIP_RATE = ((0.0, 0.2), (4000.0, 0.05), (16000.0, 0.0))
+FF_SKIP_RATE = ((0.0, 0.1), (4000.0, 0.01), (50000.0, 0.0))
+LAYER_SKIP_RATE = ((0.0, 0.5), (4000.0, 0.02))
+
+# cfg_2 sizing: 7 blocks (each has two attentions and two convs, so 14 of each like the
+# 14 Squeezeformer blocks) at dim 208 with FFN widths (3/4, 1, 5/4) x 208, i.e. the 1st-place
+# expansion 1 on average. Encoder: 7 x 938,965 = 6,572,755 <= 6,883,968 params of the 1st place.
+CFG2_NUM_BLOCKS = 7
+CFG2_FFN_DIMS = (156, 208, 260)
+
+MODULES = ("attn_weights", "ffn1", "nla", "sa1", "conv1", "ffn2", "sa2", "conv2", "ffn3")
+
+
+def _softplus(x):
+    # log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): no overflow for any x, elementwise builtins only.
+    return ops.relu(x) + ops.log(1.0 + ops.exp(-ops.abs(x)))
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+def swoosh_l(x):
+    """SwooshL(x) = log(1 + e^(x-4)) - 0.08 x - 0.035, in float32 (spec 2.6)."""
+    x32 = ops.cast(x, "float32")
+    return ops.cast(_softplus(x32 - 4.0) - 0.08 * x32 - 0.035, x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+def swoosh_r(x):
+    """SwooshR(x) = log(1 + e^(x-1)) - 0.08 x - 0.313261687, so SwooshR(0) = 0 (spec 2.6).
+
+    float32 because in float16 the offset would not cancel log(1 + e^-1) at 0.
+    """
+    x32 = ops.cast(x, "float32")
+    return ops.cast(_softplus(x32 - 1.0) - 0.08 * x32 - 0.313261687, x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class SwooshL(keras.layers.Layer):
+    """Layer form of `swoosh_l`; any shape. Slope -0.08 at -inf, 0.92 at +inf."""
+
+    def call(self, x):
+        return swoosh_l(x)
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class SwooshR(keras.layers.Layer):
+    """Layer form of `swoosh_r`; any shape. Slope -0.08 at -inf, 0.92 at +inf."""
+
+    def call(self, x):
+        return swoosh_r(x)
+
+
+def limit(value, low, high):
+    """`clip(value, low, high)` whose gradient moves out-of-range entries back into the range.
+
+    Backward is straight-through, except that where an entry is below `low` (above `high`) a
+    gradient that would push it further out is negated (icefall's limit_param_value rule).
+    A plain clip would give such entries no gradient: a bypass scale initialised at 0.5 under
+    scale_min 0.9 would stay frozen until the schedule came down to 0.5.
+    """
+
+    @ops.custom_gradient
+    def _limit(v):
+        def grad(*args, upstream=None):
+            g = args[0] if upstream is None else upstream
+            outward = ops.logical_or(ops.logical_and(v < low, g > 0),
+                                     ops.logical_and(v > high, g < 0))
+            return ops.where(outward, -g, g)
+
+        return ops.clip(v, low, high), grad
+
+    # A tensor copy: tf.custom_gradient rejects functions that read variables themselves.
+    return _limit(ops.copy(value))
+
+
+def sequence_keep_mask(x, rate: ScheduledFloat, step, seed_generator):
+    """`[B, 1, 1]` mask of x `[B, T, C]`: 0 for sequences skipped with probability rate(step).
+
+    One draw per sequence along batch axis 0 (the fork used axis 1, i.e. dropped time steps).
+    `None` when the schedule is 0 throughout, so no random op is built.
+    """
+    if rate.max <= 0.0:
+        return None
+    draw = keras.random.uniform((ops.shape(x)[0], 1, 1), seed=seed_generator)
+    return ops.cast(draw >= rate.value(step), x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class BiasNorm(keras.layers.Layer):
+    """y = x / RMS_c(x - b) * exp(gamma) per frame over channels (spec 2.5).
+
+    b: per-channel bias (init 0) that only enters the RMS; gamma: scalar log-scale (init 1.0)
+    limited to [-1.5, 1.5] in the forward (`limit`). Computed in float32; `eps` keeps all-zero
+    frames finite (icefall has none). Shapes `[..., C]` -> same.
+    """
+
+    def __init__(self, log_scale_limit: float = 1.5, eps: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.log_scale_limit, self.eps = log_scale_limit, eps
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias",
+                                    autocast=False)
+        self.log_scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(1.0),
+                                         name="log_scale", autocast=False)
+
+    def call(self, x):
+        x32 = ops.cast(x, "float32")
+        mean_square = ops.mean(ops.square(x32 - self.bias), axis=-1, keepdims=True)
+        log_scale = limit(self.log_scale, -self.log_scale_limit, self.log_scale_limit)
+        return ops.cast(x32 * ops.rsqrt(mean_square + self.eps) * ops.exp(log_scale), x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "log_scale_limit": self.log_scale_limit, "eps": self.eps}
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class Bypass(keras.layers.Layer):
+    """out = x0 + c * (x - x0) with per-channel c (init 0.5) (spec 2.4).
+
+    c is limited to [scale_min(step), 1] in training and to [final scale_min, 1] at inference.
+    In training, `skip_rate(step)` is the probability that a sequence gets c = 0, i.e. out = x0
+    (layer skip). `call(x0, x, step=None, training=False)`, x0 and x `[B, T, C]` -> `[B, T, C]`.
+    """
+
+    def __init__(self, scale_min=BYPASS_SCALE_MIN, skip_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale_min = ScheduledFloat.of(scale_min)
+        self.skip_rate = ScheduledFloat.of(skip_rate)
+        self.seed_generator = keras.random.SeedGenerator()
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), name="bypass_scale",
+                                     initializer=keras.initializers.Constant(0.5),
+                                     autocast=False)
+
+    def call(self, x0, x, step=None, training=False):
+        scale = limit(self.scale, self.scale_min.value(step if training else None), 1.0)
+        if training:
+            keep = sequence_keep_mask(x0, self.skip_rate, step, self.seed_generator)
+            scale = scale if keep is None else ops.cast(keep, scale.dtype) * scale
+        return x0 + ops.cast(scale, x.dtype) * (x - x0)
+
+    def get_config(self):
+        return {**super().get_config(), "scale_min": self.scale_min.to_list(),
+                "skip_rate": self.skip_rate.to_list()}
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class AttentionWeights(keras.layers.Layer):
+    """Multi-head attention weights, computed once per block and shared (spec 2.3 step 1).
+
+    W[b, h] = softmax_k(RoPE(x Wq_h) RoPE(x Wk_h)^T / sqrt(head_dim)) over real keys: bias-free
+    q/k projections and rotary positions as in `RotarySelfAttention` (icefall uses relative
+    positions instead). `call(x [B, T, C], frame_mask [B, T])` -> float32 `[B, H, T, T]`; rows of
+    padded queries stay finite.
+    """
+
+    def __init__(self, heads: int, head_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.heads, self.head_dim = heads, head_dim
+        dense = dict(use_bias=False, dtype=self.dtype_policy)
+        self.q = keras.layers.Dense(heads * head_dim, name="q_proj", **dense)
+        self.k = keras.layers.Dense(heads * head_dim, name="k_proj", **dense)
+        self.rope = keras_hub.layers.RotaryEmbedding(max_wavelength=10000, sequence_axis=1,
+                                                     feature_axis=-1, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.q.build(input_shape)
+        self.k.build(input_shape)
+
+    def call(self, x, frame_mask):
+        q = self.rope(_split_heads(self.q(x), self.heads))
+        k = self.rope(_split_heads(self.k(x), self.heads))
+        scores = ops.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)
+        return _masked_softmax(scores, frame_mask)
+
+    def get_config(self):
+        return {**super().get_config(), "heads": self.heads, "head_dim": self.head_dim}
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class ValueAttention(keras.layers.Layer):
+    """Self-attention with given weights (spec 2.4 "SA"): out = Wo concat_h(W[:, h] (x Wv_h)).
+
+    Bias-free value/output projections (as the 1st-place attention). `call(x [B, T, C],
+    attn_weights [B, H, T, T])` -> `[B, T, dim]`.
+    """
+
+    def __init__(self, dim: int, heads: int, head_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.heads, self.head_dim = dim, heads, head_dim
+        dense = dict(use_bias=False, dtype=self.dtype_policy)
+        self.v = keras.layers.Dense(heads * head_dim, name="v_proj", **dense)
+        self.o = keras.layers.Dense(dim, name="o_proj", **dense)
+
+    def build(self, input_shape):
+        self.v.build(input_shape)
+        self.o.build((*input_shape[:-1], self.heads * self.head_dim))
+
+    def call(self, x, attn_weights):
+        v = _split_heads(self.v(x), self.heads)
+        out = ops.einsum("bhqk,bkhd->bqhd", ops.cast(attn_weights, v.dtype), v)
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
+        return self.o(ops.reshape(out, (b, t, self.heads * self.head_dim)))
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "heads": self.heads,
+                "head_dim": self.head_dim}
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class NonlinAttention(keras.layers.Layer):
+    """out = Wo (A * (W (tanh(B) * C))) + bo, [B; C; A] = Win x + bin (spec 2.4 "NLA").
+
+    A, B, C are `hidden_dim` wide (3/4 of dim in Zipformer); W `[B, T, T]` is one head of the
+    shared attention weights. `call(x [B, T, dim], attn_weights [B, T, T])` -> `[B, T, dim]`.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.hidden_dim = dim, hidden_dim
+        self.in_proj = keras.layers.Dense(3 * hidden_dim, name="in_proj", dtype=self.dtype_policy)
+        self.out_proj = keras.layers.Dense(dim, name="out_proj", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.in_proj.build(input_shape)
+        self.out_proj.build((*input_shape[:-1], self.hidden_dim))
+
+    def call(self, x, attn_weights):
+        gate, value, out_gate = ops.split(self.in_proj(x), 3, axis=-1)
+        mixed = ops.matmul(ops.cast(attn_weights, value.dtype), ops.tanh(gate) * value)
+        return self.out_proj(out_gate * mixed)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "hidden_dim": self.hidden_dim}
+
+
+def _add(x, h, keep):
+    """Residual add; `keep` `[B, 1, 1]` (or None) drops the module for skipped sequences."""
+    return x + (h if keep is None else h * keep)
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class ZipformerBlock(keras.layers.Layer):
+    """Zipformer layer (spec 2.3) with RoPE attention and Squeezeformer conv modules.
+
+        W  = AttentionWeights(x0)                    # [B, H, T, T], shared
+        x  = x0 + FFN1(x0);  x += NLA(x, W[:, 0]);  x += SA1(x, W);  x += Conv1(x)
+        x += FFN2(x);  x = Bypass_mid(x0, x)
+        x += SA2(x, W);  x += Conv2(x);  x += FFN3(x)
+        out = Bypass_end(x0, BiasNorm(x))            # carries the per-sequence layer skip
+
+    Each module input is first scaled and shifted per channel (learned, init 1 and 0), as in
+    the 1st-place block: it costs 2*dim per module and gives AdamW (without ScaledAdam's learned
+    parameter scales) a per-module input gain; at init it is the identity. FFNs use SwooshL,
+    conv modules SwooshR. In training, NLA+SA1+SA2 share one per-sequence skip draw
+    (`attention_skip_rate`), each conv and FFN2/FFN3 draw their own. Padded frames are zeroed
+    on input (they enter attention sums with weight 0, so must be finite) and on output.
+    `call(x [B, T, dim], frame_mask [B, T], step=None, training=False)` -> `[B, T, dim]`.
+    """
+
+    def __init__(self, dim: int = 208, heads: int = 4, ffn_dims=CFG2_FFN_DIMS,
+                 kernel_size: int = 51, head_dim: int | None = None,
+                 nla_dim: int | None = None, dropout: float = 0.1,
+                 attention_skip_rate=ATTENTION_SKIP_RATE, conv_skip_rate=CONV_SKIP_RATE,
+                 ff_skip_rate=FF_SKIP_RATE, layer_skip_rate=LAYER_SKIP_RATE,
+                 bypass_scale_min=BYPASS_SCALE_MIN, **kwargs):
+        super().__init__(**kwargs)
+        if len(ffn_dims) != 3:
+            raise ValueError(f"ffn_dims needs 3 hidden sizes, got {ffn_dims!r}")
+        self.dim, self.heads, self.kernel_size, self.dropout = dim, heads, kernel_size, dropout
+        self.ffn_dims = tuple(ffn_dims)
+        self.head_dim = head_dim or dim // heads
+        self.nla_dim = nla_dim or 3 * dim // 4
+        self.attention_skip_rate = ScheduledFloat.of(attention_skip_rate)
+        self.conv_skip_rate = ScheduledFloat.of(conv_skip_rate)
+        self.ff_skip_rate = ScheduledFloat.of(ff_skip_rate)
+        self.layer_skip_rate = ScheduledFloat.of(layer_skip_rate)
+        self.bypass_scale_min = ScheduledFloat.of(bypass_scale_min)
+        p = dict(dtype=self.dtype_policy)
+        self.attn_weights = AttentionWeights(heads, self.head_dim, name="attn_weights", **p)
+        for name, hidden in zip(("ffn1", "ffn2", "ffn3"), self.ffn_dims, strict=True):
+            setattr(self, name, FeedForward(dim, dropout=dropout, hidden_dim=hidden,
+                                            activation=swoosh_l, name=name, **p))
+        self.nla = NonlinAttention(dim, self.nla_dim, name="nla", **p)
+        self.sa1 = ValueAttention(dim, heads, self.head_dim, name="sa1", **p)
+        self.sa2 = ValueAttention(dim, heads, self.head_dim, name="sa2", **p)
+        self.conv1 = ConvModule(dim, kernel_size, dropout=dropout, activation=swoosh_r,
+                                zero_glu_pads=True, name="conv1", **p)
+        self.conv2 = ConvModule(dim, kernel_size, dropout=dropout, activation=swoosh_r,
+                                zero_glu_pads=True, name="conv2", **p)
+        self.bypass_mid = Bypass(self.bypass_scale_min, name="bypass_mid", **p)
+        self.norm = BiasNorm(name="norm", **p)
+        self.bypass_end = Bypass(self.bypass_scale_min, self.layer_skip_rate, name="bypass_end",
+                                 **p)
+        self.seed_generator = keras.random.SeedGenerator()
+
+    def build(self, input_shape):
+        for m in (*MODULES, "bypass_mid", "norm", "bypass_end"):
+            getattr(self, m).build(input_shape)
+        self.scales = {m: self.add_weight(shape=(self.dim,), initializer="ones",
+                                          name=f"scale_{m}") for m in MODULES}
+        self.biases = {m: self.add_weight(shape=(self.dim,), initializer="zeros",
+                                          name=f"bias_{m}") for m in MODULES}
+
+    def _module_input(self, m, x):
+        return x * ops.cast(self.scales[m], x.dtype) + ops.cast(self.biases[m], x.dtype)
+
+    def call(self, x, frame_mask, step=None, training=False):
+        x0 = zero_pads(x, frame_mask)
+        inp = self._module_input
+        keep = dict.fromkeys(("attn", "conv1", "conv2", "ffn2", "ffn3"))
+        if training:
+            rates = {"attn": self.attention_skip_rate, "conv1": self.conv_skip_rate,
+                     "conv2": self.conv_skip_rate, "ffn2": self.ff_skip_rate,
+                     "ffn3": self.ff_skip_rate}
+            keep = {k: sequence_keep_mask(x0, r, step, self.seed_generator)
+                    for k, r in rates.items()}
+        weights = self.attn_weights(inp("attn_weights", x0), frame_mask)
+        x = x0 + self.ffn1(inp("ffn1", x0), training=training)
+        x = _add(x, self.nla(inp("nla", x), weights[:, 0]), keep["attn"])
+        x = _add(x, self.sa1(inp("sa1", x), weights), keep["attn"])
+        x = _add(x, self.conv1(inp("conv1", x), frame_mask, training=training), keep["conv1"])
+        x = _add(x, self.ffn2(inp("ffn2", x), training=training), keep["ffn2"])
+        x = self.bypass_mid(x0, x, step=step, training=training)
+        x = _add(x, self.sa2(inp("sa2", x), weights), keep["attn"])
+        x = _add(x, self.conv2(inp("conv2", x), frame_mask, training=training), keep["conv2"])
+        x = _add(x, self.ffn3(inp("ffn3", x), training=training), keep["ffn3"])
+        x = self.bypass_end(x0, self.norm(x), step=step, training=training)
+        return zero_pads(x, frame_mask)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "heads": self.heads,
+                "ffn_dims": list(self.ffn_dims), "kernel_size": self.kernel_size,
+                "head_dim": self.head_dim, "nla_dim": self.nla_dim, "dropout": self.dropout,
+                "attention_skip_rate": self.attention_skip_rate.to_list(),
+                "conv_skip_rate": self.conv_skip_rate.to_list(),
+                "ff_skip_rate": self.ff_skip_rate.to_list(),
+                "layer_skip_rate": self.layer_skip_rate.to_list(),
+                "bypass_scale_min": self.bypass_scale_min.to_list()}

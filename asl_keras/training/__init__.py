@@ -1,0 +1,1 @@
+"""Training: strategy selection, optimizers, the trainer loop, metrics, out-of-fold scores."""

@@ -1,0 +1,153 @@
+"""The whole model against the 1st-place reference fixtures, plus its invariants."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from asl_keras import config, reference, vocab
+from asl_keras.layers import decoder as dec
+from asl_keras.models.recognizer import Recognizer, build_recognizer
+
+HERE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ref1st")
+DIRS = [HERE] + ([os.environ["ASL_REF_FIXTURES"]] if os.environ.get("ASL_REF_FIXTURES") else [])
+MODEL_FIXTURES = sorted(p for d in DIRS for p in glob.glob(os.path.join(d, "model_*.npz")))
+
+
+def model_config(settings: dict) -> dict:
+    """Recognizer sizes from a fixture JSON (`config` of the reference Net)."""
+    enc, dec_cfg = settings["encoder_config"], settings["transformer_config"]
+    cfg2 = "return_aux_logits" in settings  # mdl_2 carries the cfg_2 heads
+    return {"dim": enc["encoder_dim"], "blocks": enc["num_layers"],
+            "heads": enc["num_attention_heads"], "attention": "rotary" if cfg2 else "relative",
+            "part_extractors": cfg2, "ff_expansion": enc["feed_forward_expansion_factor"],
+            "conv_expansion": enc["conv_expansion_factor"], "kernel_size": enc["conv_kernel_size"],
+            "decoder_layers": dec_cfg["decoder_layers"],
+            "decoder_heads": dec_cfg["decoder_attention_heads"],
+            "decoder_ffn": dec_cfg["decoder_ffn_dim"], "backward_decoder": cfg2,
+            "confidence_head": cfg2,
+            "backward_loss_weight": settings.get("bwd_loss_weight", 0.4),
+            "aux_loss_weight": settings.get("aux_loss_weight", 0.02)}
+
+
+@pytest.fixture(scope="module", params=MODEL_FIXTURES, ids=os.path.basename)
+def fixture(request):
+    path = request.param
+    f = dict(np.load(path))
+    settings = json.load(open(path.replace(".npz", ".json")))["config"]
+    model = Recognizer(model_config(settings))
+    model.build()
+    reference.import_recognizer(model, reference.load_state_dict(path))
+    return model, f
+
+
+def test_both_model_families_are_covered():
+    names = {os.path.basename(p) for p in MODEL_FIXTURES}
+    assert {"model_mdl1_small_seed0.npz", "model_mdl2_small_seed0.npz"} <= names
+
+
+def close(a, b, valid=None):
+    a, b = np.asarray(a), np.asarray(b)
+    if valid is not None:
+        a, b = a[valid], b[valid]
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_every_stage_matches_the_reference(fixture):
+    model, f = fixture
+    x, mask = f["in/input"], f["in/input_mask"]
+    valid = mask.astype(bool)
+    close(model.embedding.all(x, mask), f["out/fe_all"], valid)
+    emb = model.embedding(x, mask)
+    close(emb, f["out/encoder_input"], valid)
+    h = emb
+    for i, block in enumerate(model.encoder.blocks):
+        h = block(h, mask)
+        close(h, f[f"out/encoder_block{i}_output"], valid)
+    inputs = {"landmarks": x, "mask": mask, "labels": f["in/token_ids"],
+              "score": f.get("in/score", np.ones(2, np.float32))}
+    out = model(inputs)
+    close(out["encoded"], f["out/encoder_output"], valid)
+    close(out["logits"], f["out/logits_fwd"])
+    if "out/logits_bwd" in f:
+        lb = f["out/logits_bwd"].shape[1]
+        close(out["logits_bwd"][:, :lb], f["out/logits_bwd"])
+        close(out["confidence"], f["out/aux_logits"][:, 0])
+    loss = float(np.mean(model.per_sample_loss(inputs, out)))
+    assert abs(loss - float(f["out/loss"])) < 1e-4
+
+
+def test_greedy_ids_match_the_reference(fixture):
+    model, f = fixture
+    ids, logits, steps = model.generate(f["in/input"], f["in/input_mask"])
+    raw = f["out/generated_ids_raw"]
+    np.testing.assert_array_equal(np.asarray(ids)[:, : int(steps) + 1], raw)
+    close(np.asarray(logits)[:, : raw.shape[1] - 1], f["out/greedy_step_logits"])
+
+
+def test_batching_does_not_change_outputs(fixture):
+    """At the fixed max_len every input is padded to, a sample's outputs ignore its batch."""
+    model, f = fixture
+    x, mask = f["in/input"], f["in/input_mask"]
+    for i in range(len(x)):
+        alone = np.asarray(model.encode(x[i:i + 1], mask[i:i + 1]))
+        batched = np.asarray(model.encode(x, mask))[i:i + 1]
+        np.testing.assert_allclose(alone, batched, atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ["squeezeformer", "zipformer"])
+def test_padding_does_not_change_outputs_with_zeroed_glu_pads(encoder):
+    """The reference's conv module leaks pw_conv_1's bias from padded frames into the last
+    kernel//2 real ones; with `zero_glu_pads` (and in the Zipformer) padding is invisible."""
+    model = Recognizer({"encoder": encoder, "dim": 32, "blocks": 2, "ffn_dims": [24, 32, 40],
+                        "decoder_ffn": 64, "zero_glu_pads": True, "kernel_size": 9})
+    model.build()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 40, 130, 3)).astype(np.float32)
+    mask = np.ones((2, 40), np.float32)
+    mask[0, 25:] = 0
+    x[0, 25:] = 0  # padded frames are zero, as the pipeline makes them
+    alone = np.asarray(model.encode(x[:1, :25], mask[:1, :25]))
+    padded = np.asarray(model.encode(x[:1], mask[:1]))[:, :25]
+    batched = np.asarray(model.encode(x, mask))[:1, :25]
+    np.testing.assert_allclose(alone, padded, atol=1e-5)
+    np.testing.assert_allclose(alone, batched, atol=1e-5)
+
+
+def test_save_and_load_give_identical_outputs(fixture, tmp_path):
+    model, f = fixture
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    a = model.encode(f["in/input"], f["in/input_mask"])
+    b = loaded.encode(f["in/input"], f["in/input_mask"])
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("path,expected", [("configs/cfg_1.yaml", 2_515_040),
+                                           ("configs/cfg_2_squeezeformer.yaml", 9_736_305)])
+def test_full_size_parameter_counts_equal_the_reference(path, expected):
+    model = build_recognizer(config.load(path))
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == expected
+
+
+def test_decoder_input_masking_only_in_training():
+    model = Recognizer({"dim": 32, "blocks": 1, "decoder_ffn": 64}, decoder_mask=0.5)
+    model.build()
+    labels = np.full((4, 33), 5, np.int32)
+    assert (np.asarray(model._decoder_inputs(labels, False))[:, 1:] == 5).all()
+    masked = np.asarray(model._decoder_inputs(labels, True))
+    assert 0.3 < (masked[:, 1:] == vocab.DECODER_MASK).mean() < 0.7
+
+
+def test_importer_names_missing_keys(fixture):
+    model, f = fixture
+    sd = reference.load_state_dict(MODEL_FIXTURES[0])
+    sd.pop(next(k for k in sd if k.startswith("encoder.blocks.0.ln_conv")))
+    with pytest.raises(reference.WeightImportError, match=r"missing encoder\.blocks\.0\.ln_conv"):
+        reference.import_recognizer(model, sd)

@@ -1,0 +1,34 @@
+import json
+
+import pytest
+
+from asl_keras import vocab
+from asl_keras.training import metrics
+
+CASES = json.load(open("tests/fixtures/ref1st/metric_cases.json"))
+
+
+def test_official_and_reference_scores_match_the_fixture():
+    truths = [c["truth"] for c in CASES["cases"]]
+    preds = [c["prediction"] for c in CASES["cases"]]
+    assert metrics.normalized_total(truths, preds) == pytest.approx(CASES["score_levenshtein"],
+                                                                    abs=1e-6)
+    assert metrics.normalized_total(truths, preds, damerau=True) == pytest.approx(
+        CASES["score_damerau_levenshtein"], abs=1e-6)
+
+
+def test_corpus_level_not_mean_of_pairs():
+    assert metrics.normalized_total(["a", "abcdefghij"], ["", "abcdefghij"]) == pytest.approx(
+        10 / 11)
+
+
+def test_dummy_phrase_rule():
+    assert metrics.postprocess("abc", 14) == vocab.DUMMY_PHRASE
+    assert metrics.postprocess("abc", 15) == "abc"
+    assert metrics.postprocess("abc", 100, confidence=0.1) == vocab.DUMMY_PHRASE
+    assert metrics.postprocess("abc", 100, confidence=0.5) == "abc"
+
+
+def test_length_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="2 truths but 1 predictions"):
+        metrics.normalized_total(["a", "b"], ["a"])
