@@ -2,6 +2,7 @@
 
     python -m asl_keras.bench convert  [--sequences 3000 --per-file 1000]
     python -m asl_keras.bench pipeline --config configs/cfg_2.yaml [--batches 30]
+    python -m asl_keras.bench model [--configs configs/cfg_1.yaml ...]
 """
 
 from __future__ import annotations
@@ -108,6 +109,60 @@ def bench_pipeline(args) -> list[dict]:
     return rows
 
 
+def _flops(fn, spec) -> float:
+    """Float operations of one call, counted by TensorFlow's graph profiler."""
+    import tensorflow as tf
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    graph = tf.function(fn).get_concrete_function(*spec).graph
+    opts = option_builder.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    return model_analyzer.profile(graph, options=opts).total_float_ops
+
+
+def bench_model(args) -> list[dict]:
+    """Parameters per component, encoder FLOPs and CPU forward time (batch 1)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from asl_keras import config
+    from asl_keras.models.recognizer import build_recognizer
+
+    def count(layer):
+        return sum(int(np.prod(v.shape)) for v in layer.trainable_weights) if layer else 0
+
+    rows = []
+    for path in args.configs:
+        cfg = config.load(path)
+        model = build_recognizer(cfg)
+        row = {"config": os.path.basename(path), "encoder": cfg.model.encoder,
+               "extractors": f"{count(model.embedding):,}",
+               "encoder params": f"{count(model.encoder):,}",
+               "decoder": f"{count(model.decoder):,}",
+               "decoder2 (train)": f"{count(model.backward_decoder):,}",
+               "total": f"{count(model):,}"}
+        for frames in (128, 384):
+            x = tf.random.normal([1, frames, 130, 3])
+            mask = tf.ones([1, frames])
+            encode = tf.function(model.encode)
+            spec = (tf.TensorSpec([1, frames, 130, 3]), tf.TensorSpec([1, frames]))
+            row[f"GFLOPs T={frames}"] = f"{_flops(model.encode, spec) / 1e9:.2f}"
+            encode(x, mask)  # trace
+            t0 = time.perf_counter()
+            for _ in range(args.repeats):
+                encode(x, mask)
+            row[f"encode ms T={frames}"] = f"{1000 * (time.perf_counter() - t0) / args.repeats:.0f}"
+        ids_fn = tf.function(model.generate)
+        x, mask = tf.random.normal([1, 384, 130, 3]), tf.ones([1, 384])
+        ids_fn(x, mask)
+        t0 = time.perf_counter()
+        for _ in range(args.repeats):
+            ids_fn(x, mask)
+        row["encode+greedy ms T=384"] = f"{1000 * (time.perf_counter() - t0) / args.repeats:.0f}"
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m asl_keras.bench")
     sub = p.add_subparsers(dest="what", required=True)
@@ -120,9 +175,14 @@ def main(argv=None) -> int:
     q.add_argument("--sequences", type=int, default=1000)
     q.add_argument("--per-file", type=int, default=250)
     q.add_argument("--batches", type=int, default=30)
+    m = sub.add_parser("model", help="parameters, FLOPs and CPU forward time")
+    m.add_argument("--configs", nargs="+", default=["configs/cfg_1.yaml", "configs/cfg_2.yaml",
+                                                    "configs/cfg_2_squeezeformer.yaml"])
+    m.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     os.makedirs(BENCH_DIR, exist_ok=True)
-    rows = {"convert": bench_convert, "pipeline": bench_pipeline}[args.what](args)
+    rows = {"convert": bench_convert, "pipeline": bench_pipeline,
+            "model": bench_model}[args.what](args)
     print(f"machine: {psutil.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
     print(_table(rows))

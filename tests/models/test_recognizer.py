@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from asl_keras import config, reference, vocab
-from asl_keras.layers import decoder as dec
 from asl_keras.models.recognizer import Recognizer, build_recognizer
 
 HERE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ref1st")
@@ -151,3 +150,44 @@ def test_importer_names_missing_keys(fixture):
     sd.pop(next(k for k in sd if k.startswith("encoder.blocks.0.ln_conv")))
     with pytest.raises(reference.WeightImportError, match=r"missing encoder\.blocks\.0\.ln_conv"):
         reference.import_recognizer(model, sd)
+
+
+@pytest.mark.parametrize("encoder", ["squeezeformer", "zipformer"])
+def test_mixed_precision_runs_and_stays_close(encoder):
+    cfg = {"encoder": encoder, "dim": 32, "blocks": 1, "ffn_dims": [24, 32, 40],
+           "decoder_ffn": 64, "kernel_size": 9}
+    rng = np.random.default_rng(0)
+    inputs = {"landmarks": rng.normal(size=(2, 24, 130, 3)).astype(np.float32),
+              "mask": np.ones((2, 24), np.float32),
+              "labels": np.full((2, 33), 59, np.int32), "score": np.ones(2, np.float32)}
+    ref = Recognizer(cfg)
+    ref.build()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        half = Recognizer(cfg)
+        half.build()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    half.set_weights(ref.get_weights())
+    out16, out32 = half(inputs), ref(inputs)
+    assert out16["encoded"].dtype == "float16" and out16["logits"].dtype == "float32"
+    loss16 = np.asarray(half.per_sample_loss(inputs, out16))
+    assert np.isfinite(loss16).all()
+    np.testing.assert_allclose(loss16, np.asarray(ref.per_sample_loss(inputs, out32)), rtol=2e-2)
+
+
+@pytest.mark.parametrize("layer", [
+    "LandmarkFeatureExtractor", "PartNormalization", "RotarySelfAttention",
+    "RelativeSelfAttention", "ConvModule", "FeedForward", "SqueezeformerBlock"])
+def test_layer_config_round_trip(layer):
+    from asl_keras.layers import attention, conv_module, feature_extractor, squeezeformer
+
+    modules = (attention, conv_module, feature_extractor, squeezeformer)
+    cls = next(getattr(m, layer) for m in modules if hasattr(m, layer))
+    args = {"LandmarkFeatureExtractor": {"dim": 16}, "PartNormalization": {},
+            "RotarySelfAttention": {"dim": 16, "heads": 4},
+            "RelativeSelfAttention": {"dim": 16, "heads": 4}, "ConvModule": {"dim": 16},
+            "FeedForward": {"dim": 16}, "SqueezeformerBlock": {"dim": 16, "heads": 4}}[layer]
+    obj = cls(**args, name="x")
+    again = cls.from_config(obj.get_config())
+    assert again.get_config() == obj.get_config() and again.name == "x"
