@@ -165,10 +165,28 @@ class Augment:
 
 
 @dataclasses.dataclass
+class Synthetic:
+    """A synthetic Kaggle-format data set to generate when `data.kaggle_dir` is absent."""
+
+    train: int = 1200
+    supplemental: int = 300
+    participants: int = 16
+    per_file: int = 200
+    seed: int = 0
+
+    def validate(self, path):
+        _check(self.train >= 8 and self.supplemental >= 0, path, "needs >= 8 train sequences")
+        _check(self.participants >= 4, f"{path}.participants", "needs >= 4 (4 folds)")
+        _check(self.per_file >= 1, f"{path}.per_file", "must be >= 1")
+
+
+@dataclasses.dataclass
 class Data:
     """Where the records are and how batches are built."""
 
     records: str = "tfrecords/demo"
+    kaggle_dir: str | None = None  # converted into `records` when those do not exist yet
+    synthetic: Synthetic | None = None  # generated into `kaggle_dir` when that is missing
     fold: int = 0  # held-out fold; -1 trains on everything
     max_len: int = 384
     buffer_len: int = 1024  # frames kept through the temporal augmentations (>= max_len)
@@ -290,13 +308,44 @@ class Model:
 
 
 @dataclasses.dataclass
+class Train:
+    """Optimisation and the run loop. Defaults are the reference's cfg_2 recipe."""
+
+    epochs: int = 400
+    learning_rate: float = 4.5e-3
+    weight_decay: float = 0.08
+    warmup_epochs: float = 10.0
+    clip_norm: float = 4.0
+    grad_accumulation: int = 8  # effective batch = batch_size x replicas x this
+    eval_every: int = 10  # epochs; the last epoch is always evaluated
+    eval_batch_size: int = 64
+    precision: str = "auto"  # auto: bf16 on TPU, fp16 on GPU, fp32 on CPU
+    strategy: str = "auto"  # auto | tpu | multiworker | mirrored | default
+    runs_dir: str = "runs"
+
+    def validate(self, path):
+        _check(self.epochs >= 1, f"{path}.epochs", "must be >= 1")
+        _check(0 < self.learning_rate < 1, f"{path}.learning_rate", "must be in (0, 1)")
+        _check(0 <= self.weight_decay < 1, f"{path}.weight_decay", "must be in [0, 1)")
+        _check(self.warmup_epochs >= 0, f"{path}.warmup_epochs", "must be >= 0")
+        _check(self.clip_norm > 0, f"{path}.clip_norm", "must be > 0")
+        _check(self.grad_accumulation >= 1, f"{path}.grad_accumulation", "must be >= 1")
+        _check(self.eval_every >= 1, f"{path}.eval_every", "must be >= 1")
+        _check(self.precision in ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+               f"{path}.precision", "must be auto, float32, mixed_float16 or mixed_bfloat16")
+        _check(self.strategy in ("auto", "tpu", "multiworker", "mirrored", "default"),
+               f"{path}.strategy", "must be auto, tpu, multiworker, mirrored or default")
+
+
+@dataclasses.dataclass
 class Config:
-    """A whole run: the data it reads, the model, and the seed of all its randomness."""
+    """A whole run: data, model, training, and the seed of all its randomness."""
 
     name: str = "run"
     seed: int = 0
     data: Data = dataclasses.field(default_factory=Data)
     model: Model = dataclasses.field(default_factory=Model)
+    train: Train = dataclasses.field(default_factory=Train)
 
     def validate(self, path):
         _check(self.seed >= 0, f"{path}.seed", "must be >= 0")

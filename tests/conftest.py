@@ -13,6 +13,19 @@ from asl_keras import landmarks
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _two_logical_cpus() -> None:
+    """Split the CPU into 2 logical devices (before TF starts) so MirroredStrategy can be
+    tested on one machine; single-device code keeps using /cpu:0."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+_two_logical_cpus()
+
+
 def random_frames(rng: np.random.Generator, n: int, nan_hand: bool = True) -> np.ndarray:
     """`[n, 1629]` float32 raw frames; the left hand is NaN in every other frame."""
     x = rng.random((n, len(landmarks.raw_columns())), dtype=np.float32)

@@ -133,8 +133,14 @@ def _records(records_dir: str, ctx, shuffle_seed=None) -> tf.data.Dataset:
 
 
 def train_dataset(data: config.Data, seed: int, epochs: int, start_epoch: int = 0,
-                  ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """Endless-free training stream of `epochs - start_epoch` epochs, batched per replica."""
+                  ctx: tf.distribute.InputContext | None = None,
+                  steps_per_epoch: int | None = None) -> tf.data.Dataset:
+    """Training stream of epochs `start_epoch .. epochs-1`, batched per replica.
+
+    Batches never straddle two epochs, so a run resumed at an epoch sees exactly the batches
+    an uninterrupted run would. With `steps_per_epoch`, every epoch has exactly that many
+    batches (an input pipeline that runs short of items repeats its epoch's stream).
+    """
     index = read_index(data.records)
     selection = Selection(index, data, training=True)
     scores = _score_table(read_scores(data.scores))
@@ -168,11 +174,15 @@ def train_dataset(data: config.Data, seed: int, epochs: int, start_epoch: int = 
             both = tf.nest.map_structure(lambda a, b: tf.stack([a, b]), *items)
             return tf.data.Dataset.from_tensor_slices(both).take(tf.cast(size, tf.int64))
 
-        return ds.interleave(expand, cycle_length=16, num_parallel_calls=tf.data.AUTOTUNE,
-                             deterministic=True)
+        ds = ds.interleave(expand, cycle_length=16, num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True)
+        if steps_per_epoch is not None:
+            ds = ds.repeat()
+        ds = ds.batch(batch, drop_remainder=True)
+        return ds.take(steps_per_epoch) if steps_per_epoch is not None else ds
 
     ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
-    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(data: config.Data, ctx=None, batch_size: int | None = None) -> tf.data.Dataset:

@@ -47,10 +47,13 @@ def nearest_indices(src_len: tf.Tensor, dst_len) -> tf.Tensor:
 
     Integer arithmetic gives PyTorch's `F.interpolate(mode="nearest")` indices exactly for
     every length met here (checked by the fixtures); augmentations use it too.
+    int32 with `src_len = q * dst_len + r` split as `i * q + (i * r) // dst_len`: the same value
+    without overflow (`i * r < dst_len^2`), and TFLite builtins have no int64 FLOOR_DIV.
     """
-    src_len = tf.cast(src_len, tf.int64)
-    i = tf.range(tf.cast(dst_len, tf.int64), dtype=tf.int64)
-    return tf.cast(i * src_len // tf.cast(dst_len, tf.int64), tf.int32)
+    src_len = tf.cast(src_len, tf.int32)
+    dst_len = tf.cast(dst_len, tf.int32)
+    i = tf.range(dst_len, dtype=tf.int32)
+    return i * (src_len // dst_len) + i * (src_len % dst_len) // dst_len
 
 
 def resample_or_pad(x: tf.Tensor, max_len: int, length=None) -> tuple[tf.Tensor, tf.Tensor]:

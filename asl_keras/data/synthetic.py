@@ -1,0 +1,733 @@
+"""Synthetic fingerspelling data written in exactly the Kaggle competition layout.
+
+The folder it writes can stand in for the real dataset anywhere (conversion, training, tests):
+`train.csv` and `supplemental_metadata.csv` (`path,file_id,sequence_id,participant_id,phrase`),
+`train_landmarks/<file_id>.parquet` and `supplemental_landmarks/<file_id>.parquet` (index
+`sequence_id`, column `frame`, then the 1,629 float32 landmark columns in native order) and
+`character_to_prediction_index.json`.
+
+How a clip is made: each of the 59 characters is a fixed hand configuration (finger flexion,
+finger spread, wrist rotation) driven through a small forward-kinematics model of the 21 MediaPipe
+hand landmarks. A phrase is held character by character with eased transitions, framed by a
+resting pose. Participants differ in handedness, hand size, camera placement, speed, personal
+variation of each shape, noise and detection dropouts; face and pose sway slowly and the
+signing arm follows the hand. The data is learnable but not trivial.
+
+Reproducibility: the alphabet and the participant profiles come from constant seeds, so folders
+made with different `seed`s agree on them; everything else comes from `np.random.default_rng`
+streams keyed by `(seed, stream, split, index)`, so a sequence does not depend on how sequences
+are grouped into files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from asl_keras import landmarks, resources, vocab
+
+# ---------------------------------------------------------------------------------------------
+# Constants
+# ---------------------------------------------------------------------------------------------
+
+_SHAPE_SEED = 20230511  # constant: every folder, whatever its seed, shares one alphabet
+_PROFILE_SEED = 543  # constant: a participant id looks the same in every folder
+_SEQUENCE_STREAM, _FILE_STREAM, _PARTICIPANT_STREAM = 0, 1, 2
+
+_MAX_PARTICIPANT_ID = 254  # the real ids range over 0..254
+_SEQUENCE_ID_BASE, _SEQUENCE_ID_SLOT = 1_000_000_000, 500  # 10-digit ids, unique across splits
+_FILE_ID_BASE, _FILE_ID_SLOT = 1_000_000, 10_000_000
+_MANIFEST = "synthetic_manifest.json"  # the generation arguments, to recognise our own folders
+_CHAR_MAP = "character_to_prediction_index.json"
+_METADATA_COLUMNS = ["path", "file_id", "sequence_id", "participant_id", "phrase"]
+
+@dataclass(frozen=True)
+class _Split:
+    """One half of the Kaggle folder: its code in the seed streams, CSV and parquet folder."""
+
+    code: int
+    csv_name: str
+    folder: str
+
+
+TRAIN = _Split(0, "train.csv", "train_landmarks")
+SUPPLEMENTAL = _Split(1, "supplemental_metadata.csv", "supplemental_landmarks")
+
+# ---------------------------------------------------------------------------------------------
+# Hand model
+# ---------------------------------------------------------------------------------------------
+# A right hand seen from the camera with the palm towards it, in palm lengths: x towards the
+# thumb, y along the fingers, z negative towards the camera (MediaPipe's sign). Fingers in
+# MediaPipe order: thumb, index, middle, ring, pinky; the wrist is landmark 0 at the origin.
+_FINGER_BASES = np.array([[0.22, 0.20, -0.05], [0.28, 0.95, 0.0], [0.08, 1.0, 0.0],
+                          [-0.12, 0.95, 0.0], [-0.30, 0.85, 0.0]])
+_SEGMENTS = np.array([[0.35, 0.30, 0.25], [0.42, 0.25, 0.20], [0.46, 0.28, 0.22],
+                      [0.43, 0.26, 0.21], [0.34, 0.20, 0.18]])
+_SPLAY = np.array([0.85, 0.10, 0.0, -0.10, -0.22])  # rest direction of each finger, rad from y
+# Direction each finger curls towards: fingers towards the camera, the thumb across the palm.
+_BEND = np.array([[-0.6, 0.0, -0.8]] + [[0.0, 0.0, -1.0]] * 4)
+_DIP_COUPLING = 0.6  # the last joint bends with the middle one, as in real fingers
+
+# Joint parameters: flexion at the base joint (5), at the middle joint (5), spread (5), then
+# wrist roll (in the image plane), pitch and yaw.
+N_PARAMS = 18
+_PARAM_LOW = np.r_[np.full(5, -0.2), np.zeros(5), np.full(5, -0.3), -0.9, -0.6, -0.9]
+_PARAM_HIGH = np.r_[np.full(5, 1.5), np.full(5, 1.5), np.full(5, 0.3), 0.9, 0.6, 0.9]
+_NEUTRAL = np.r_[np.full(5, 0.3), np.full(5, 0.4), np.zeros(8)]  # relaxed hand between phrases
+_REST = _NEUTRAL + np.r_[np.zeros(15), -np.pi / 2, 0.8, 0.0]  # idle hand lying across the belly
+_CANDIDATES = 4000  # random shapes the alphabet is picked from
+
+# How one rendition differs from the ideal shape (radians).
+_INSTANCE_JITTER = 0.05
+_SLIDE = 0.6  # a repeated letter is signed again this far to the side (palm lengths)
+
+
+def _rotation(angles: np.ndarray) -> np.ndarray:
+    """`[..., 3]` (roll about z, pitch about x, yaw about y) -> `[..., 3, 3]` rotation matrices."""
+    roll, pitch, yaw = np.moveaxis(angles, -1, 0)
+    one, zero = np.ones_like(roll), np.zeros_like(roll)
+
+    def matrix(*rows: np.ndarray) -> np.ndarray:
+        return np.stack(rows, axis=-1).reshape(roll.shape + (3, 3))
+
+    cr, sr, cp, sp, cy, sy = (np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch),
+                              np.cos(yaw), np.sin(yaw))
+    rz = matrix(cr, -sr, zero, sr, cr, zero, zero, zero, one)
+    rx = matrix(one, zero, zero, zero, cp, -sp, zero, sp, cp)
+    ry = matrix(cy, zero, sy, zero, one, zero, -sy, zero, cy)
+    return rz @ rx @ ry
+
+
+def hand_pose(params: np.ndarray) -> np.ndarray:
+    """Forward kinematics: joint parameters `[..., 18]` -> hand landmarks `[..., 21, 3]`.
+
+    Coordinates are in palm lengths in the hand frame described above, wrist at the origin.
+    """
+    params = np.asarray(params, dtype=np.float64)
+    flex_base, flex_mid, spread = params[..., 0:5], params[..., 5:10], params[..., 10:15]
+    angle = _SPLAY + spread
+    along = np.stack([np.sin(angle), np.cos(angle), np.zeros_like(angle)], axis=-1)
+    # Curl within the plane of the finger and its bend direction, so segments keep their length.
+    bend = _BEND - np.sum(_BEND * along, axis=-1, keepdims=True) * along
+    bend /= np.linalg.norm(bend, axis=-1, keepdims=True)
+    theta = np.cumsum(np.stack([flex_base, flex_mid, _DIP_COUPLING * flex_mid], -1), -1)
+    direction = (np.cos(theta)[..., None] * along[..., None, :]
+                 + np.sin(theta)[..., None] * bend[..., None, :])  # [..., 5, 3, 3]
+    joints = _FINGER_BASES[:, None, :] + np.cumsum(_SEGMENTS[..., None] * direction, axis=-2)
+    base = np.broadcast_to(_FINGER_BASES[:, None, :], joints.shape[:-2] + (1, 3))
+    fingers = np.concatenate([base, joints], axis=-2).reshape(joints.shape[:-3] + (20, 3))
+    points = np.concatenate([np.zeros(fingers.shape[:-2] + (1, 3)), fingers], axis=-2)
+    return points @ np.swapaxes(_rotation(params[..., 15:18]), -1, -2)
+
+
+def _shape_distance(shapes: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """Mean landmark distance (palm lengths) between `shapes [N, 21, 3]` and one `[21, 3]`."""
+    return np.linalg.norm(shapes - shape, axis=-1).mean(axis=-1)
+
+
+@lru_cache(maxsize=1)
+def character_params() -> np.ndarray:
+    """Joint parameters `[59, 18]` of each character's hand shape, indexed by character id.
+
+    Farthest-point sampling over random candidates, started from the resting hand, keeps every
+    character far from every other one and from the pose shown between phrases.
+    """
+    rng = np.random.default_rng(_SHAPE_SEED)
+    candidates = rng.uniform(_PARAM_LOW, _PARAM_HIGH, size=(_CANDIDATES, N_PARAMS))
+    shapes = hand_pose(candidates)
+    nearest = _shape_distance(shapes, hand_pose(_NEUTRAL))
+    chosen = []
+    for _ in range(vocab.NUM_CHARS):
+        best = int(np.argmax(nearest))
+        chosen.append(best)
+        nearest = np.minimum(nearest, _shape_distance(shapes, shapes[best]))
+    return candidates[chosen]
+
+
+# ---------------------------------------------------------------------------------------------
+# Participants
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Participant:
+    """How one signer and their camera set-up look; derived from the participant id alone."""
+
+    participant_id: int
+    left_handed: bool
+    body_center: tuple[float, float]  # image position of the chest (camera offset)
+    body_scale: float  # camera distance: scales body, face and hands
+    hand_size: float  # palm length in body units
+    hold_frames: float  # mean frames a character is held (signing speed)
+    transition_frames: float  # mean frames between two characters
+    style: np.ndarray  # [59, 18] personal deviation of each character's joint parameters
+    noise: float  # landmark jitter, in palm lengths
+    missing_rate: float  # share of frames where the signing hand is not detected
+    rests_other_hand: bool  # the other hand is sometimes visible, idle at the bottom
+
+    @property
+    def palm(self) -> float:
+        """Palm length in image units."""
+        return self.hand_size * self.body_scale
+
+    @property
+    def side(self) -> int:
+        """Image side of the signing hand: -1 left (a right hand faces the camera), +1 right."""
+        return 1 if self.left_handed else -1
+
+
+@lru_cache(maxsize=_MAX_PARTICIPANT_ID + 1)
+def participant_profile(participant_id: int) -> Participant:
+    """The fixed profile of `participant_id` (the same in every generated folder)."""
+    rng = np.random.default_rng([_PROFILE_SEED, participant_id])
+    # Shared plus per-character deviations: a signer's shapes are consistently a bit off.
+    style = rng.normal(0, 0.06, N_PARAMS) + rng.normal(0, 0.06, (vocab.NUM_CHARS, N_PARAMS))
+    return Participant(
+        participant_id=participant_id,
+        left_handed=bool(rng.random() < 0.15),
+        body_center=(0.5 + rng.uniform(-0.08, 0.08), 0.52 + rng.uniform(-0.05, 0.05)),
+        body_scale=rng.uniform(0.85, 1.2),
+        hand_size=rng.uniform(0.09, 0.12),
+        hold_frames=rng.uniform(3.0, 6.0),
+        transition_frames=rng.uniform(1.0, 3.0),
+        style=style,
+        noise=rng.uniform(0.03, 0.06),
+        missing_rate=rng.uniform(0.03, 0.08),
+        rests_other_hand=bool(rng.random() < 0.35),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Body templates (body units around the chest, x right and y down in the image, pose-style z)
+# ---------------------------------------------------------------------------------------------
+# The signer's right side appears on the image's left.
+_POSE_TEMPLATE = np.array([
+    [0.0, -0.24, -0.9],  # 0 nose
+    [0.02, -0.29, -0.88], [0.035, -0.29, -0.88], [0.05, -0.29, -0.88],  # 1-3 left eye
+    [-0.02, -0.29, -0.88], [-0.035, -0.29, -0.88], [-0.05, -0.29, -0.88],  # 4-6 right eye
+    [0.08, -0.27, -0.6], [-0.08, -0.27, -0.6],  # 7, 8 ears
+    [0.025, -0.2, -0.85], [-0.025, -0.2, -0.85],  # 9, 10 mouth
+    [0.18, 0.0, -0.35], [-0.18, 0.0, -0.35],  # 11, 12 shoulders
+    [0.24, 0.2, -0.3], [-0.24, 0.2, -0.3],  # 13, 14 elbows
+    [0.2, 0.3, -0.35], [-0.2, 0.3, -0.35],  # 15, 16 wrists, idle on the belly
+    [0.17, 0.31, -0.38], [-0.17, 0.31, -0.38],  # 17, 18 pinky
+    [0.15, 0.3, -0.4], [-0.15, 0.3, -0.4],  # 19, 20 index
+    [0.17, 0.28, -0.38], [-0.17, 0.28, -0.38],  # 21, 22 thumb
+    [0.11, 0.48, 0.0], [-0.11, 0.48, 0.0],  # 23, 24 hips
+    [0.11, 0.95, -0.05], [-0.11, 0.95, -0.05],  # 25, 26 knees
+    [0.11, 1.4, -0.02], [-0.11, 1.4, -0.02],  # 27, 28 ankles
+    [0.11, 1.45, 0.0], [-0.11, 1.45, 0.0],  # 29, 30 heels
+    [0.13, 1.5, -0.08], [-0.13, 1.5, -0.08],  # 31, 32 foot index
+])
+# Pose landmarks of an arm: shoulder, elbow, wrist, pinky, index, thumb (left, right arm) and
+# the hand landmarks the pose hand points sit on.
+_ARM = {1: (11, 13, 15, 17, 19, 21), -1: (12, 14, 16, 18, 20, 22)}
+_POSE_HAND_POINTS = (17, 5, 2)
+_FACE_CENTER = np.array([0.0, -0.26])
+_SIGNING_WRIST = np.array([0.10, -0.02])  # |x|: the hand signs between chest and shoulder
+_REST_WRIST = np.array([0.2, 0.3])
+
+
+def _ring(points: np.ndarray, indices, center, radii, z: float) -> None:
+    """Place face landmarks `indices` evenly on an ellipse (in place)."""
+    a = np.linspace(0, 2 * np.pi, len(indices), endpoint=False)
+    points[list(indices)] = np.stack([center[0] + radii[0] * np.cos(a),
+                                      center[1] + radii[1] * np.sin(a), np.full_like(a, z)], -1)
+
+
+@lru_cache(maxsize=1)
+def _face_template() -> np.ndarray:
+    """`[468, 3]` face points around the face centre; lips, nose and eyes where they belong."""
+    rng = np.random.default_rng(_SHAPE_SEED + 1)
+    r = np.sqrt(rng.uniform(0, 1, 468))
+    a = rng.uniform(0, 2 * np.pi, 468)
+    points = np.stack([0.075 * r * np.cos(a), 0.11 * r * np.sin(a),
+                       -0.04 * np.sqrt(1 - r**2)], axis=-1)
+    _ring(points, landmarks.LIPS[:20], (0.0, 0.06), (0.028, 0.012), -0.035)  # outer lip line
+    _ring(points, landmarks.LIPS[20:], (0.0, 0.06), (0.02, 0.005), -0.03)  # inner lip line
+    _ring(points, landmarks.RIGHT_EYE, (-0.032, -0.025), (0.014, 0.005), -0.025)
+    _ring(points, landmarks.LEFT_EYE, (0.032, -0.025), (0.014, 0.005), -0.025)
+    points[list(landmarks.NOSE)] = [[0.0, 0.02, -0.07], [0.0, 0.035, -0.06],
+                                    [-0.012, 0.03, -0.045], [0.012, 0.03, -0.045]]
+    return points
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering one sequence
+# ---------------------------------------------------------------------------------------------
+
+
+def _repeat_slides(key_ids: np.ndarray) -> np.ndarray:
+    """Sideways wrist offset per key pose: signers slide a doubled letter ("ll") to the side."""
+    offsets = np.zeros(len(key_ids))
+    for i in range(1, len(key_ids)):
+        if key_ids[i] >= 0 and key_ids[i] == key_ids[i - 1]:
+            offsets[i] = _SLIDE - offsets[i - 1]
+    return offsets
+
+
+def _timeline(phrase: str, person: Participant, rng: np.random.Generator):
+    """Per-frame joint parameters `[T, 18]`, slide offsets `[T]` and character ids `[T]`.
+
+    Key poses are rest, each character, rest; each is held for some frames and joined to the
+    next by eased transition frames. The character id is -1 outside the held characters.
+    """
+    ids = vocab.encode(phrase)
+    key_ids = np.r_[-1, ids, -1]
+    ideal = np.where(key_ids[:, None] >= 0,
+                     character_params()[key_ids] + person.style[key_ids], _NEUTRAL)
+    key_params = ideal + rng.normal(0, _INSTANCE_JITTER, ideal.shape)
+    key_offsets = _repeat_slides(key_ids)
+    n_keys = len(key_ids)
+    holds = np.r_[rng.integers(3, 9),
+                  np.maximum(2, np.rint(person.hold_frames + rng.normal(0, 0.7, len(ids)))),
+                  rng.integers(3, 9)].astype(np.int64)
+    moves = np.clip(np.rint(person.transition_frames + rng.normal(0, 0.5, n_keys - 1)), 1, 3)
+    seg_len = np.empty(2 * n_keys - 1, dtype=np.int64)
+    seg_len[0::2], seg_len[1::2] = holds, moves
+    seg_from = np.repeat(np.arange(n_keys), 2)[:-1]  # hold i: (i, i); move i: (i, i + 1)
+    seg_to = seg_from + np.arange(2 * n_keys - 1) % 2
+    src, dst = np.repeat(seg_from, seg_len), np.repeat(seg_to, seg_len)
+    position = np.arange(seg_len.sum()) - np.repeat(np.cumsum(seg_len) - seg_len, seg_len)
+    alpha = np.where(src != dst, (position + 1) / (np.repeat(seg_len, seg_len) + 1), 0.0)
+    alpha = alpha * alpha * (3 - 2 * alpha)  # ease in and out, like a moving hand
+    params = (1 - alpha)[:, None] * key_params[src] + alpha[:, None] * key_params[dst]
+    offsets = (1 - alpha) * key_offsets[src] + alpha * key_offsets[dst]
+    labels = np.where(src == dst, key_ids[src], -1)
+    return params, offsets, labels
+
+
+def _wave(n_frames: int, amplitude, rng: np.random.Generator) -> np.ndarray:
+    """Slow sinusoidal wandering `[T, len(amplitude)]` with random periods and phases."""
+    amplitude = np.atleast_1d(amplitude)
+    period = rng.uniform(40, 120, amplitude.shape)
+    phase = rng.uniform(0, 2 * np.pi, amplitude.shape)
+    return amplitude * np.sin(2 * np.pi * np.arange(n_frames)[:, None] / period + phase)
+
+
+def _project(shape: np.ndarray, wrist: np.ndarray, scale: float, mirror: int) -> np.ndarray:
+    """Hand-frame points `[T, 21, 3]` (palm lengths) -> image coordinates, wrist at `wrist`.
+
+    `mirror=-1` turns the right-hand model into a left hand; hand z stays relative to the wrist.
+    """
+    return np.stack([wrist[:, None, 0] + mirror * scale * shape[..., 0],
+                     wrist[:, None, 1] - scale * shape[..., 1],
+                     scale * shape[..., 2]], axis=-1)
+
+
+def _jitter(points: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Add detector noise; depth is estimated worse than x and y, so z gets twice the noise."""
+    noise = rng.standard_normal(points.shape, dtype=np.float32)  # float32: twice as fast
+    return points + noise * (sigma * np.array([1.0, 1.0, 2.0]))
+
+
+def _bursts(n_frames: int, rate: float, rng: np.random.Generator, max_len: int = 4) -> np.ndarray:
+    """Boolean `[T]` mask covering about `rate` of the frames in bursts of 1..max_len frames."""
+    count = rng.poisson(rate * n_frames / ((1 + max_len) / 2))
+    starts = rng.integers(0, n_frames, count)
+    lengths = rng.integers(1, max_len + 1, count)
+    frames = starts[:, None] + np.arange(max_len)
+    keep = (np.arange(max_len) < lengths[:, None]) & (frames < n_frames)
+    mask = np.zeros(n_frames, dtype=bool)
+    mask[frames[keep]] = True
+    return mask
+
+
+def _signing_hand(params: np.ndarray, offsets: np.ndarray, person: Participant,
+                  body: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Noise-free image landmarks `[T, 21, 3]` of the signing hand."""
+    n = len(params)
+    wander = _wave(n, rng.uniform(0.03, 0.12, 2), rng)  # the hand drifts a little while spelling
+    anchor = np.array(person.body_center) + person.body_scale * (_SIGNING_WRIST * [person.side, 1])
+    wrist = anchor + body + person.palm * (wander + np.stack([person.side * offsets,
+                                                              np.zeros(n)], -1))
+    return _project(hand_pose(params), wrist, person.palm, -person.side)
+
+
+def _resting_hand(person: Participant, body: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Image landmarks `[T, 21, 3]` of the idle hand: NaN, or visible for one stretch."""
+    n = len(body)
+    hand = np.full((n, 21, 3), np.nan)
+    if not person.rests_other_hand:
+        return hand
+    wrist = (np.array(person.body_center) + body
+             + person.body_scale * (_REST_WRIST * [-person.side, 1]))
+    shape = hand_pose(_REST + rng.normal(0, 0.05, N_PARAMS))[None]
+    # Seen for a minority of frames, so "the hand detected most often signs" stays true.
+    start = int(rng.integers(0, n))
+    stop = start + int(rng.integers(n // 10, 2 * n // 5 + 1))
+    visible = _project(np.broadcast_to(shape, (n, 21, 3)), wrist, person.palm, person.side)
+    hand[start:stop] = _jitter(visible, person.noise * person.palm, rng)[start:stop]
+    return hand
+
+
+def _face(person: Participant, body: np.ndarray, head_roll: np.ndarray,
+          rng: np.random.Generator) -> np.ndarray:
+    """Image landmarks `[T, 468, 3]` of the face: the template, swaying and tilting a little."""
+    template = _face_template() * person.body_scale
+    c, s = np.cos(head_roll)[:, None], np.sin(head_roll)[:, None]
+    x, y = template[:, 0], template[:, 1]
+    center = np.array(person.body_center) + person.body_scale * _FACE_CENTER + body
+    face = np.stack([center[:, None, 0] + c * x - s * y, center[:, None, 1] + s * x + c * y,
+                     np.broadcast_to(template[:, 2], (len(body), 468))], axis=-1)
+    return _jitter(face, 0.0015, rng)
+
+
+def _pose(person: Participant, body: np.ndarray, hand: np.ndarray,
+          rng: np.random.Generator) -> np.ndarray:
+    """Image landmarks `[T, 33, 3]` of the pose; the signing arm reaches for the hand."""
+    b = person.body_scale
+    pose = np.repeat(_POSE_TEMPLATE[None] * b, len(body), axis=0)
+    pose[..., :2] += np.array(person.body_center) + body[:, None]
+    shoulder, elbow, wrist, *fingers = _ARM[person.side]
+    pose[:, wrist, :2] = hand[:, 0, :2]
+    pose[:, fingers, :2] = hand[:, list(_POSE_HAND_POINTS), :2]
+    pose[:, [wrist, *fingers], 2] = -0.75 * b
+    # The elbow hangs below the middle of the forearm line, out to the signing side.
+    pose[:, elbow, :2] = (pose[:, shoulder, :2] + 0.55 * (hand[:, 0, :2] - pose[:, shoulder, :2])
+                          + b * np.array([0.06 * person.side, 0.15]))
+    pose[:, elbow, 2] = -0.45 * b
+    return _jitter(pose, 0.003, rng)
+
+
+def _native_frames(face, left, pose, right) -> np.ndarray:
+    """Parts `[T, n, 3]` -> `[T, 1629]` float32 in native column order (all x, all y, all z).
+
+    The result is column-major (each column contiguous), the layout a parquet writer wants.
+    """
+    points = np.concatenate([face, left, pose, right], axis=1).astype(np.float32)
+    return np.ascontiguousarray(points.transpose(2, 1, 0)).reshape(-1, len(points)).T
+
+
+def render_sequence(phrase: str, participant_id: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One clip of `participant_id` fingerspelling `phrase`.
+
+    Returns frames `[T, 1629]` float32 in `landmarks.raw_columns()` order, NaN where a part is
+    undetected, and the character id shown in each frame (-1 in pauses and transitions), which
+    is handy to check alignment.
+    """
+    person = participant_profile(participant_id)
+    params, offsets, labels = _timeline(phrase, person, rng)
+    n = len(labels)
+    sway = _wave(n, rng.uniform(0.003, 0.012, 3), rng)
+    body = sway[:, :2] + np.linspace(0, 1, n)[:, None] * rng.uniform(-0.01, 0.01, 2)
+    hand = _signing_hand(params, offsets, person, body, rng)
+    pose = _pose(person, body, hand, rng)
+    face = _face(person, body, 4 * sway[:, 2], rng)
+    idle = _resting_hand(person, body, rng)
+    signing = _jitter(hand, person.noise * person.palm, rng)
+    signing[_bursts(n, person.missing_rate, rng)] = np.nan
+    face[_bursts(n, 0.02 if rng.random() < 0.15 else 0.0, rng)] = np.nan  # rare face dropouts
+    left, right = (signing, idle) if person.left_handed else (idle, signing)
+    return _native_frames(face, left, pose, right), labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Phrases
+# ---------------------------------------------------------------------------------------------
+
+_PLACE_WORDS = (
+    "maple", "cedar", "harbor", "willow", "sunset", "granite", "meadow", "river", "falcon",
+    "orchard", "summit", "lakeview", "pine", "ridge", "canyon", "sparrow", "elm", "birch", "coral",
+    "silver", "hollow", "prairie", "juniper", "highland", "chestnut", "quarry", "lantern", "mill",
+    "brook", "stone", "aspen", "heron", "violet", "copper", "vista", "golden", "fox", "magnolia",
+    "osprey", "dune", "glacier", "timber", "bluebell", "saddle", "clover", "thistle", "crescent",
+    "beacon", "walnut", "kestrel",
+)
+_STREET_TYPES = ("street", "avenue", "road", "lane", "drive", "boulevard", "court", "way",
+                 "place", "terrace", "circle", "trail", "parkway", "hill", "st", "ave", "rd",
+                 "dr", "blvd", "ln")
+_DIRECTIONS = ("north", "south", "east", "west", "n", "s", "e", "w", "ne", "sw")
+_FIRST_NAMES = ("marta", "joel", "priya", "tomasz", "keiko", "dante", "ingrid", "omar", "lucia",
+                "rafael", "nadia", "wendell", "ayla", "bruno", "celeste", "hamid", "greta", "luis",
+                "mabel", "soren")
+_LAST_NAMES = ("okafor", "lindqvist", "barrera", "whitfield", "nakamura", "castellano", "pruitt",
+               "haddad", "kowalski", "delacroix", "mbeki", "fairbanks", "ostrowski", "quintero",
+               "vance", "holloway", "achterberg", "sato", "mcallister", "brennan")
+_TLDS = ("com", "org", "net", "io", "nl", "de", "pl", "fr", "co.uk", "edu", "info", "ca",
+         "com.br", "it", "es")
+_URL_PREFIXES = ("", "", "www.", "https://", "https://www.", "http://")
+
+# Everyday sentences in the spirit of the supplemental set (lowercase, no punctuation). A few
+# exceed the 31-character limit on purpose: the real file has such phrases and converters must
+# skip them.
+SUPPLEMENTAL_SENTENCES = (
+    "the kettle is whistling again", "bring an umbrella just in case",
+    "my cousin paints old boats", "the library closes at nine",
+    "please water the tomato plants", "we missed the last train home",
+    "the soup needs more pepper", "turn left after the bakery",
+    "her bicycle has a flat tire", "the puppy chewed my slipper",
+    "rain is expected by tonight", "he forgot his keys at work",
+    "the museum opens on sunday", "a quiet walk along the shore",
+    "they planted apple trees", "the meeting ran very late",
+    "our team won the final match", "she reads a novel every week",
+    "the candle burned all night", "fresh bread smells wonderful",
+    "i lost my favorite blue scarf", "the printer is out of paper",
+    "clouds drifted over the valley", "the children built a snowman",
+    "call me when you arrive", "the owl watched from the barn",
+    "we painted the fence green", "that movie made me laugh",
+    "the river froze last winter", "a spider spun a huge web",
+    "the garden gate squeaks", "the chef sliced the onions",
+    "stars are bright in the desert", "he whistled a cheerful tune",
+    "the old clock stopped at noon", "please close the window",
+    "the market sells ripe mangoes", "a breeze cooled the porch",
+    "the violin lesson starts soon", "we hiked to the top",
+    "the bus was packed today", "grandma knits warm sweaters",
+    "the fox slipped under the fence", "lemons are on sale today",
+    "the kids raced down the hall", "snow covered every rooftop",
+    "fold the towels neatly", "the parrot repeats every word",
+    "the ferry leaves every hour", "a rainbow appeared after lunch",
+    "my neighbor grows huge pumpkins", "the pilot announced a delay",
+    "keep the receipt for later", "the lamp flickered twice",
+    "we ate dinner on the balcony",
+    "the bridge was closed for two weeks",
+    "my phone battery is almost empty again",
+    "a thunderstorm rolled through town",
+    "the tired hikers rested by the waterfall",
+    "coffee tastes better with good friends",
+)
+
+
+def _pick(rng: np.random.Generator, options) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _digits(rng: np.random.Generator, n: int, leading_zero: bool = True) -> str:
+    first = int(rng.integers(0 if leading_zero else 1, 10))
+    return str(first) + "".join(map(str, rng.integers(0, 10, n - 1)))
+
+
+def _address(rng: np.random.Generator) -> str:
+    """A street address, e.g. "271097 bayshore boulevard"."""
+    words = [_digits(rng, int(rng.integers(1, 7)), leading_zero=False)]
+    if rng.random() < 0.2:
+        words.append(_pick(rng, _DIRECTIONS))
+    words.append(_pick(rng, _PLACE_WORDS))
+    if rng.random() < 0.25:
+        words.append(_pick(rng, _PLACE_WORDS))
+    if rng.random() < 0.85:
+        words.append(_pick(rng, _STREET_TYPES))
+    if rng.random() < 0.05:
+        words.append("#" + _digits(rng, int(rng.integers(1, 4)), leading_zero=False))
+    return " ".join(words)
+
+
+def _phone(rng: np.random.Generator) -> str:
+    """A phone number, e.g. "818-534-0702", "(212) 555-0170" or "+20-4703-88149"."""
+    if rng.random() < 0.4:
+        area, rest = _digits(rng, 3, False), f"{_digits(rng, 3)}-{_digits(rng, 4)}"
+        return f"({area}) {rest}" if rng.random() < 0.15 else f"{area}-{rest}"
+    groups = [_digits(rng, int(rng.integers(2, 6))) for _ in range(int(rng.integers(2, 5)))]
+    return "+" + "-".join([_digits(rng, int(rng.integers(1, 4)), False), *groups])
+
+
+def _url(rng: np.random.Generator) -> str:
+    """A web address, handle or e-mail, e.g. "www.cedar-mill.nl/585685"."""
+    host = _pick(rng, _PLACE_WORDS + _LAST_NAMES)
+    host += _pick(rng, ("", "", _pick(rng, _PLACE_WORDS), "-" + _pick(rng, _PLACE_WORDS),
+                        _digits(rng, int(rng.integers(2, 5)))))
+    domain = f"{host}.{_pick(rng, _TLDS)}"
+    kind = rng.random()
+    if kind < 0.1:
+        return f"{_pick(rng, _FIRST_NAMES)}_{_pick(rng, _LAST_NAMES)}@{domain}"
+    if kind < 0.2:
+        return f"{host}{_digits(rng, 4)}/{_pick(rng, _PLACE_WORDS + _FIRST_NAMES)}"
+    path = _pick(rng, ("", "", "/" + _pick(rng, _PLACE_WORDS), "/" + _digits(rng, 6),
+                       f"/{_pick(rng, _FIRST_NAMES)}_{_pick(rng, _PLACE_WORDS)}",
+                       "/~" + _pick(rng, _FIRST_NAMES), f"/?id={_digits(rng, 3)}&p=2"))
+    return _pick(rng, _URL_PREFIXES) + domain + path
+
+
+def _name(rng: np.random.Generator) -> str:
+    """A person's name, e.g. "marta okafor" (the real train set has some)."""
+    return f"{_pick(rng, _FIRST_NAMES)} {_pick(rng, _LAST_NAMES)}"
+
+
+_TRAIN_STYLES = ((_address, 0.35), (_phone, 0.25), (_url, 0.3), (_name, 0.1))
+
+
+def train_phrase(rng: np.random.Generator) -> str:
+    """A random train-style phrase of at most `vocab.MAX_PHRASE_LEN` characters."""
+    makers, weights = zip(*_TRAIN_STYLES, strict=True)
+    while True:
+        phrase = makers[int(rng.choice(len(makers), p=weights))](rng)
+        if len(phrase) <= vocab.MAX_PHRASE_LEN:
+            return phrase
+
+
+def supplemental_phrase(rng: np.random.Generator) -> str:
+    """A sentence from the fixed pool, so many sequences share a phrase as in the real set."""
+    return _pick(rng, SUPPLEMENTAL_SENTENCES)
+
+
+_PHRASE_MAKERS = {TRAIN.code: train_phrase, SUPPLEMENTAL.code: supplemental_phrase}
+
+# ---------------------------------------------------------------------------------------------
+# Writing the folder
+# ---------------------------------------------------------------------------------------------
+
+
+def _participant_pool(seed: int, n_participants: int) -> np.ndarray:
+    """The participant ids used by a folder (sorted)."""
+    rng = np.random.default_rng([seed, _PARTICIPANT_STREAM])
+    return np.sort(rng.choice(_MAX_PARTICIPANT_ID + 1, n_participants, replace=False))
+
+
+def _file_id(seed: int, split: _Split, k: int) -> int:
+    """Id of the k-th parquet file of `split`; train and supplemental use interleaved slots."""
+    rng = np.random.default_rng([seed, _FILE_STREAM, split.code, k])
+    return _FILE_ID_BASE + (2 * k + split.code) * _FILE_ID_SLOT + int(rng.integers(_FILE_ID_SLOT))
+
+
+def _sequence(seed: int, split: _Split, index: int, participants: np.ndarray):
+    """Metadata of one sequence and the generator that goes on to render it.
+
+    The stream depends only on (seed, split, index), so a sequence is the same whatever the
+    number of sequences per file; ids use interleaved slots, so they are unique across splits.
+    """
+    rng = np.random.default_rng([seed, _SEQUENCE_STREAM, split.code, index])
+    sequence_id = (_SEQUENCE_ID_BASE + (2 * index + split.code) * _SEQUENCE_ID_SLOT
+                   + int(rng.integers(_SEQUENCE_ID_SLOT)))
+    participant_id = int(participants[rng.integers(len(participants))])
+    return rng, sequence_id, participant_id, _PHRASE_MAKERS[split.code](rng)
+
+
+def _write_parquet(path: Path, sequence_ids: list[int], frames: list[np.ndarray]) -> None:
+    """Write sequences in the Kaggle parquet layout: index `sequence_id`, `frame`, 1,629 floats."""
+    lengths = [len(f) for f in frames]
+    index = pd.Index(np.repeat(np.asarray(sequence_ids, dtype=np.int64), lengths),
+                     name="sequence_id")
+    # Joined column-major, so pyarrow converts each column without a strided copy.
+    values = np.concatenate([f.T for f in frames], axis=1).T
+    table = pd.DataFrame(values, index=index, columns=landmarks.raw_columns(), copy=False)
+    table.insert(0, "frame", np.concatenate([np.arange(n, dtype=np.int16) for n in lengths]))
+    # Dictionary encoding never pays off for continuous values; trying it costs ~5x the time.
+    table.to_parquet(path, engine="pyarrow", use_dictionary=False)
+
+
+def _write_split(out: Path, split: _Split, n_sequences: int, per_file: int, seed: int,
+                 participants: np.ndarray) -> dict:
+    """Render and write every parquet file of one split (one file in memory at a time)."""
+    (out / split.folder).mkdir(exist_ok=True)
+    rows, files, n_frames = [], [], 0
+    for k, first in enumerate(range(0, n_sequences, per_file)):
+        file_id = _file_id(seed, split, k)
+        rel_path = f"{split.folder}/{file_id}.parquet"
+        ids, frames = [], []
+        for index in range(first, min(first + per_file, n_sequences)):
+            rng, sequence_id, participant_id, phrase = _sequence(seed, split, index, participants)
+            frames.append(render_sequence(phrase, participant_id, rng)[0])
+            ids.append(sequence_id)
+            rows.append((rel_path, file_id, sequence_id, participant_id, phrase))
+        _write_parquet(out / rel_path, ids, frames)
+        files.append(rel_path)
+        n_frames += sum(len(f) for f in frames)
+    metadata = pd.DataFrame(rows, columns=_METADATA_COLUMNS)
+    metadata.to_csv(out / split.csv_name, index=False, lineterminator="\n")
+    return {"sequences": n_sequences, "files": files, "frames": n_frames,
+            "too_long": int((metadata["phrase"].str.len() > vocab.MAX_PHRASE_LEN).sum())}
+
+
+def _read_manifest(out: Path) -> dict | None:
+    try:
+        return json.loads((out / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _prepare_out_dir(out: Path, manifest: dict, force: bool) -> None:
+    """Create `out`; refuse a non-empty folder made otherwise unless `force`.
+
+    With `force` only the entries this generator writes are removed; other files stay.
+    """
+    if out.is_dir() and any(out.iterdir()) and _read_manifest(out) != manifest:
+        if not force:
+            raise FileExistsError(
+                f"{out} is not empty and was not generated with these arguments "
+                f"(see {_MANIFEST}); choose another folder or pass --force (force=True)")
+        for name in (TRAIN.csv_name, SUPPLEMENTAL.csv_name, _CHAR_MAP, _MANIFEST):
+            (out / name).unlink(missing_ok=True)
+        for name in (TRAIN.folder, SUPPLEMENTAL.folder):
+            shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    # Written first, so an interrupted run can be resumed by repeating the same command.
+    (out / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+                                 encoding="utf-8")
+
+
+def generate(out_dir, n_train: int, n_supplemental: int, *, sequences_per_file: int = 100,
+             n_participants: int = 12, seed: int = 0, force: bool = False) -> dict:
+    """Write a synthetic dataset in the Kaggle layout to `out_dir` and return a summary.
+
+    The summary holds the participant ids and, per split (`train`, `supplemental`), the number
+    of sequences, the parquet files (relative paths), the total frames and how many phrases are
+    longer than `vocab.MAX_PHRASE_LEN`. Raises FileExistsError if `out_dir` is non-empty and
+    was not generated with the same arguments, unless `force`.
+    """
+    if n_train < 0 or n_supplemental < 0:
+        raise ValueError("sequence counts must be >= 0")
+    if sequences_per_file < 1:
+        raise ValueError("sequences_per_file must be >= 1")
+    if not 1 <= n_participants <= _MAX_PARTICIPANT_ID + 1:
+        raise ValueError(f"n_participants must be in 1..{_MAX_PARTICIPANT_ID + 1}")
+    if seed < 0:
+        raise ValueError("seed must be >= 0")
+    out = Path(out_dir)
+    manifest = {"generator": "asl_keras.data.synthetic", "n_train": n_train,
+                "n_supplemental": n_supplemental, "sequences_per_file": sequences_per_file,
+                "n_participants": n_participants, "seed": seed}
+    _prepare_out_dir(out, manifest, force)
+    (out / _CHAR_MAP).write_bytes(resources.path(_CHAR_MAP).read_bytes())
+    participants = _participant_pool(seed, n_participants)
+    summary = {"out_dir": str(out), "seed": seed, "participants": participants.tolist()}
+    for name, split, count in (("train", TRAIN, n_train),
+                               ("supplemental", SUPPLEMENTAL, n_supplemental)):
+        summary[name] = _write_split(out, split, count, sequences_per_file, seed, participants)
+    return summary
+
+
+def main(argv=None) -> int:
+    """Command line: write a synthetic Kaggle-format folder and print a short summary."""
+    parser = argparse.ArgumentParser(
+        prog="python -m asl_keras.data.synthetic",
+        description="Write synthetic ASL fingerspelling landmarks in the Kaggle layout.")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--sequences", type=int, required=True, help="train sequences")
+    parser.add_argument("--supplemental", type=int, default=0, help="supplemental sequences")
+    parser.add_argument("--per-file", type=int, default=100, help="sequences per parquet file")
+    parser.add_argument("--participants", type=int, default=12, help="number of signers")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite a folder that holds other content")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        summary = generate(args.out, args.sequences, args.supplemental,
+                           sequences_per_file=args.per_file, n_participants=args.participants,
+                           seed=args.seed, force=args.force)
+    except (FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {summary['out_dir']} in {time.perf_counter() - start:.1f} s "
+          f"({len(summary['participants'])} participants)")
+    for name in ("train", "supplemental"):
+        s = summary[name]
+        mean = s["frames"] / s["sequences"] if s["sequences"] else 0.0
+        print(f"  {name}: {s['sequences']} sequences in {len(s['files'])} files, "
+              f"{s['frames']} frames (mean {mean:.1f}), {s['too_long']} phrases over "
+              f"{vocab.MAX_PHRASE_LEN} characters")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

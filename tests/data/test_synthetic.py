@@ -1,0 +1,384 @@
+"""Synthetic Kaggle-format generator: schema, consistency, determinism and learnable signal."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from asl_keras import landmarks, resources, vocab
+from asl_keras.data import synthetic
+
+ARGS = dict(n_train=10, n_supplemental=7, sequences_per_file=4, n_participants=5, seed=3)
+SPLITS = (("train.csv", "train_landmarks"), ("supplemental_metadata.csv", "supplemental_landmarks"))
+COLUMNS = landmarks.raw_columns()
+N_RAW = landmarks.NUM_RAW_LANDMARKS
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic") / "kaggle"
+    summary = synthetic.generate(out, **ARGS)
+    return out, summary
+
+
+def read_folder(out) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """Both CSVs (with a `csv` column) and every sequence's rows, keyed by sequence id."""
+    metas, sequences = [], {}
+    for csv_name, _ in SPLITS:
+        meta = pd.read_csv(out / csv_name, dtype={"phrase": str}, keep_default_na=False)
+        metas.append(meta.assign(csv=csv_name))
+        for path in meta["path"].unique():
+            for sid, rows in pd.read_parquet(out / path).groupby(level="sequence_id", sort=False):
+                sequences[int(sid)] = rows
+    return pd.concat(metas, ignore_index=True), sequences
+
+
+def points(rows: pd.DataFrame) -> np.ndarray:
+    """Native-order rows -> `[T, 543, 3]`."""
+    values = rows[COLUMNS].to_numpy()
+    return values.reshape(len(values), 3, N_RAW).transpose(0, 2, 1)
+
+
+def part_slice(name: str) -> slice:
+    start = 0
+    for part, n in landmarks.PARTS:
+        if part == name:
+            return slice(start, start + n)
+        start += n
+    raise KeyError(name)
+
+
+# --- layout and schema ------------------------------------------------------------------------
+
+
+def test_folder_has_the_kaggle_files(folder):
+    out, summary = folder
+    assert (out / "character_to_prediction_index.json").read_bytes() == resources.path(
+        "character_to_prediction_index.json").read_bytes()
+    for (csv_name, sub), key in zip(SPLITS, ("train", "supplemental"), strict=True):
+        meta = pd.read_csv(out / csv_name)
+        assert list(meta.columns) == ["path", "file_id", "sequence_id", "participant_id", "phrase"]
+        n = ARGS["n_train"] if key == "train" else ARGS["n_supplemental"]
+        assert len(meta) == summary[key]["sequences"] == n
+        n_files = math.ceil(n / ARGS["sequences_per_file"])
+        assert sorted(p.name for p in (out / sub).iterdir()) == sorted(
+            f"{i}.parquet" for i in meta["file_id"].unique())
+        assert len(summary[key]["files"]) == meta["file_id"].nunique() == n_files
+        assert (meta["path"] == sub + "/" + meta["file_id"].astype(str) + ".parquet").all()
+        assert meta.groupby("file_id").size().max() == ARGS["sequences_per_file"]
+
+
+def test_parquet_schema_is_kaggle(folder):
+    out, summary = folder
+    for path in summary["train"]["files"] + summary["supplemental"]["files"]:
+        schema = pq.read_schema(out / path)
+        assert schema.pandas_metadata["index_columns"] == ["sequence_id"]
+        assert schema.names == ["frame", *COLUMNS, "sequence_id"]
+        assert schema.field("sequence_id").type == pa.int64()
+        assert schema.field("frame").type == pa.int16()
+        assert {schema.field(c).type for c in COLUMNS} == {pa.float32()}
+        df = pd.read_parquet(out / path)
+        assert df.index.name == "sequence_id" and df.index.dtype == np.int64
+        assert list(df.columns) == ["frame", *COLUMNS]
+
+
+def test_metadata_ids(folder):
+    out, summary = folder
+    meta, _ = read_folder(out)
+    assert meta["sequence_id"].is_unique  # across both CSVs
+    assert (meta["sequence_id"] >= 10**9).all() and (meta["sequence_id"] < 2**31).all()
+    assert meta["participant_id"].between(0, 254).all()
+    assert set(meta["participant_id"]) <= set(summary["participants"])
+    assert len(summary["participants"]) == ARGS["n_participants"]
+    train_files = set(meta.loc[meta.csv == "train.csv", "file_id"])
+    assert not train_files & set(meta.loc[meta.csv != "train.csv", "file_id"])
+
+
+def test_csv_rows_and_parquet_sequences_match(folder):
+    out, _ = folder
+    meta = pd.concat([pd.read_csv(out / c) for c, _ in SPLITS], ignore_index=True)
+    for path, rows in meta.groupby("path"):
+        df = pd.read_parquet(out / path)
+        ids = df.index.to_numpy()
+        assert set(ids) == set(rows["sequence_id"])
+        # rows of a sequence are contiguous: the id changes exactly once per new sequence
+        assert np.count_nonzero(ids[1:] != ids[:-1]) == len(rows) - 1
+        for _, seq in df.groupby(level="sequence_id"):
+            np.testing.assert_array_equal(seq["frame"].to_numpy(), np.arange(len(seq)))
+
+
+def test_sequence_lengths_are_real_like(folder):
+    out, summary = folder
+    meta, sequences = read_folder(out)
+    for row in meta.itertuples():
+        n = len(sequences[row.sequence_id])
+        # at least 2 held frames plus 1 transition per character, plus the two pauses
+        assert 3 * len(row.phrase) + 6 <= n <= 12 * len(row.phrase) + 20
+    total = summary["train"]["frames"] + summary["supplemental"]["frames"]
+    assert total == sum(len(s) for s in sequences.values())
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def test_nan_covers_whole_parts(folder):
+    out, _ = folder
+    meta, sequences = read_folder(out)
+    missing = frames = 0
+    for row in meta.itertuples():
+        nan = np.isnan(points(sequences[row.sequence_id]))  # [T, 543, 3]
+        for part, _ in landmarks.PARTS:
+            block = nan[:, part_slice(part)].reshape(len(nan), -1)
+            assert (block.all(axis=1) | ~block.any(axis=1)).all(), part
+        assert not nan[:, part_slice("pose")].any()
+        left = synthetic.participant_profile(row.participant_id).left_handed
+        signing, other = ("left_hand", "right_hand") if left else ("right_hand", "left_hand")
+        gone = nan[:, part_slice(signing)].all((1, 2)).sum()
+        assert gone < nan[:, part_slice(other)].all((1, 2)).sum()  # the signing hand is seen most
+        missing += gone
+        frames += len(nan)
+    # the signing hand drops out in short bursts: in some frames, but few
+    assert 0.01 * frames < missing < 0.12 * frames
+
+
+def test_coordinates_are_image_like(folder):
+    out, _ = folder
+    _, sequences = read_folder(out)
+    p = np.concatenate([points(rows) for rows in sequences.values()])
+    for part in ("face", "left_hand", "right_hand"):
+        xy = p[:, part_slice(part), :2]
+        assert np.nanmin(xy) > -0.05 and np.nanmax(xy) < 1.05, part
+    for part in ("left_hand", "right_hand"):
+        z = p[:, part_slice(part), 2]
+        assert np.nanmax(np.abs(z)) < 0.3, part
+    upper_body = p[:, part_slice("pose")][:, :23]  # head, arms and hands stay in the picture
+    assert np.nanmin(upper_body[..., :2]) > 0 and np.nanmax(upper_body[..., :2]) < 1
+    pose_z = p[:, part_slice("pose"), 2]
+    assert -1.2 < pose_z.min() and pose_z.max() < 0.2
+
+
+def test_signing_arm_follows_the_hand():
+    person = next(synthetic.participant_profile(i) for i in range(255)
+                  if not synthetic.participant_profile(i).left_handed)
+    frames, _ = synthetic.render_sequence("arm test", person.participant_id,
+                                          np.random.default_rng(0))
+    p = frames.reshape(len(frames), 3, N_RAW).transpose(0, 2, 1)
+    hand_wrist = p[:, part_slice("right_hand").start]
+    pose_wrist = p[:, part_slice("pose").start + 16]
+    seen = ~np.isnan(hand_wrist[:, 0])
+    assert np.abs(hand_wrist[seen, :2] - pose_wrist[seen, :2]).max() < 0.03
+    assert np.ptp(pose_wrist[:, 0]) > 0.01  # it moves with the hand
+
+
+# --- phrases --------------------------------------------------------------------------------
+
+
+def test_folder_phrases_are_encodable(folder):
+    out, summary = folder
+    meta, _ = read_folder(out)
+    for row in meta.itertuples():
+        vocab.encode(row.phrase)  # raises on characters outside the map
+        if row.csv == "train.csv":
+            assert 0 < len(row.phrase) <= vocab.MAX_PHRASE_LEN
+        else:
+            assert row.phrase in synthetic.SUPPLEMENTAL_SENTENCES
+    long_supp = (meta[meta.csv != "train.csv"].phrase.str.len() > vocab.MAX_PHRASE_LEN).sum()
+    assert summary["supplemental"]["too_long"] == long_supp
+    assert summary["train"]["too_long"] == 0
+
+
+def test_train_phrases_mix_the_real_styles():
+    phrases = [synthetic.train_phrase(np.random.default_rng([7, i])) for i in range(400)]
+    for phrase in phrases:
+        vocab.encode(phrase)
+        assert 0 < len(phrase) <= vocab.MAX_PHRASE_LEN
+    styles = {
+        "address": r"\d+ [a-z]+( [a-z#0-9]+)*",
+        "phone": r"(\+\d{1,3}(-\d{2,5}){2,4}|\(\d{3}\) \d{3}-\d{4}|\d{3}-\d{3}-\d{4})",
+        "url": r"\S*[a-z]\.[a-z]\S*",
+        "name": r"[a-z]+ [a-z]+",
+    }
+    counts = {k: sum(re.fullmatch(p, s) is not None for s in phrases) for k, p in styles.items()}
+    assert all(c >= 20 for c in counts.values()), counts
+    assert len(set(phrases)) > 350  # random, not drawn from a small pool
+
+
+def test_supplemental_pool_shape():
+    pool = synthetic.SUPPLEMENTAL_SENTENCES
+    assert 50 <= len(set(pool)) == len(pool) <= 80
+    assert all(re.fullmatch(r"[a-z]+( [a-z]+)+", s) for s in pool)
+    lengths = np.array([len(s) for s in pool])
+    assert 3 <= (lengths > vocab.MAX_PHRASE_LEN).sum() <= 10  # a few deliberately too long
+    assert lengths.max() <= 40
+    drawn = {synthetic.supplemental_phrase(np.random.default_rng(i)) for i in range(300)}
+    assert len(drawn) >= 45  # the whole pool is used
+
+
+# --- determinism and overwriting ------------------------------------------------------------
+
+
+def frames_by_sequence(out) -> dict[int, np.ndarray]:
+    _, sequences = read_folder(out)
+    return {sid: rows.to_numpy(np.float32) for sid, rows in sequences.items()}
+
+
+def same_frames(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
+def test_same_seed_is_identical_and_other_seed_differs(folder, tmp_path):
+    out, _ = folder
+    again = tmp_path / "again"
+    synthetic.generate(again, **ARGS)
+    for csv_name, _ in SPLITS:
+        assert (again / csv_name).read_bytes() == (out / csv_name).read_bytes()
+    assert same_frames(frames_by_sequence(again), frames_by_sequence(out))
+    other = tmp_path / "other"
+    synthetic.generate(other, **{**ARGS, "seed": 4})
+    assert (other / "train.csv").read_bytes() != (out / "train.csv").read_bytes()
+    first = frames_by_sequence(other)[pd.read_csv(other / "train.csv").sequence_id[0]]
+    assert not any(len(f) == len(first) and np.array_equal(f, first, equal_nan=True)
+                   for f in frames_by_sequence(out).values())
+
+
+def test_sequences_do_not_depend_on_file_grouping(folder, tmp_path):
+    out, _ = folder
+    regrouped = tmp_path / "regrouped"
+    synthetic.generate(regrouped, **{**ARGS, "sequences_per_file": 3})
+    cols = ["sequence_id", "participant_id", "phrase"]
+    for csv_name, _ in SPLITS:
+        a, b = pd.read_csv(out / csv_name), pd.read_csv(regrouped / csv_name)
+        pd.testing.assert_frame_equal(a[cols], b[cols])
+        assert a["file_id"].nunique() != b["file_id"].nunique()
+    assert same_frames(frames_by_sequence(regrouped), frames_by_sequence(out))
+
+
+def test_overwrite_rules(tmp_path):
+    out = tmp_path / "data"
+    small = dict(n_train=2, n_supplemental=1, sequences_per_file=2, n_participants=2)
+    synthetic.generate(out, **small, seed=1)
+    synthetic.generate(out, **small, seed=1)  # same arguments: regenerating is fine
+    with pytest.raises(FileExistsError, match="--force"):
+        synthetic.generate(out, **small, seed=2)
+    assert json.loads((out / "synthetic_manifest.json").read_text())["seed"] == 1
+    (out / "notes.txt").write_text("keep me")
+    synthetic.generate(out, **small, seed=2, force=True)
+    assert json.loads((out / "synthetic_manifest.json").read_text())["seed"] == 2
+    assert (out / "notes.txt").read_text() == "keep me"  # force removes only our own files
+    assert len(list((out / "train_landmarks").iterdir())) == 1  # no stale files from seed 1
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "train.csv").write_text("path,file_id,sequence_id,participant_id,phrase\n")
+    with pytest.raises(FileExistsError):
+        synthetic.generate(foreign, **small)
+
+
+def test_invalid_arguments(tmp_path):
+    with pytest.raises(ValueError):
+        synthetic.generate(tmp_path / "a", 2, 0, sequences_per_file=0)
+    with pytest.raises(ValueError):
+        synthetic.generate(tmp_path / "b", 2, 0, n_participants=256)
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["--out", str(out), "--sequences", "3", "--supplemental", "2", "--per-file", "2",
+            "--participants", "2", "--seed", "5"]
+    assert synthetic.main(argv) == 0
+    assert "train: 3 sequences in 2 files" in capsys.readouterr().out
+    assert len(pd.read_csv(out / "supplemental_metadata.csv")) == 2
+    # the command and the function recognise each other's folders
+    synthetic.generate(out, 3, 2, sequences_per_file=2, n_participants=2, seed=5)
+    changed = argv[:-1] + ["6"]
+    assert synthetic.main(changed) == 1
+    assert "--force" in capsys.readouterr().err
+    assert synthetic.main(changed + ["--force"]) == 0
+
+
+def test_module_does_not_import_tensorflow():
+    code = ("import sys, asl_keras.data.synthetic; "
+            "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --- the signal -----------------------------------------------------------------------------
+
+
+def test_frame_labels_follow_the_phrase():
+    phrase = "hello  www.aa.com/~x"  # doubled letters and spaces must stay separate holds
+    frames, labels = synthetic.render_sequence(phrase, 17, np.random.default_rng(1))
+    assert len(frames) == len(labels) and labels[0] == labels[-1] == -1
+    starts = np.flatnonzero((labels >= 0) & np.r_[True, labels[1:] != labels[:-1]])
+    np.testing.assert_array_equal(labels[starts], vocab.encode(phrase))
+
+
+def dominant_hand(frames: np.ndarray, person: synthetic.Participant) -> np.ndarray:
+    """Signing hand `[T, 21, 3]`, wrist-relative, in palm lengths, mirrored to a right hand."""
+    p = frames.reshape(len(frames), 3, N_RAW).transpose(0, 2, 1).astype(np.float64)
+    hand = p[:, part_slice("left_hand" if person.left_handed else "right_hand")]
+    hand = (hand - hand[:, :1]) / person.palm
+    if person.left_handed:
+        hand[..., 0] *= -1
+    return hand
+
+
+def test_doubled_letter_slides_sideways():
+    person = synthetic.participant_profile(40)
+    frames, labels = synthetic.render_sequence("ll", 40, np.random.default_rng(2))
+    p = frames.reshape(len(frames), 3, N_RAW).transpose(0, 2, 1)
+    side = "left_hand" if person.left_handed else "right_hand"
+    wrist_x = p[:, part_slice(side).start, 0] / person.palm
+    holds = np.flatnonzero(labels >= 0)
+    gap = np.flatnonzero(np.diff(holds) > 1)[0]
+    first, second = holds[: gap + 1], holds[gap + 1:]
+    assert abs(np.nanmean(wrist_x[second]) - np.nanmean(wrist_x[first])) > 0.3
+
+
+def held_shapes(participants, renditions: int, seed: int):
+    """Held frames of all 59 characters: flattened normalised hands and their character ids."""
+    xs, ys = [], []
+    for pid in participants:
+        person = synthetic.participant_profile(pid)
+        for k in range(renditions):
+            rng = np.random.default_rng([seed, pid, k])
+            phrase = "".join(vocab.ID_TO_CHAR[int(i)] for i in rng.permutation(vocab.NUM_CHARS))
+            frames, labels = synthetic.render_sequence(phrase, pid, rng)
+            hand = dominant_hand(frames, person).reshape(len(frames), -1)
+            keep = (labels >= 0) & ~np.isnan(hand).any(axis=1)
+            xs.append(hand[keep])
+            ys.append(labels[keep])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_characters_are_distinguishable_across_participants():
+    x, y = held_shapes(range(0, 12), 2, seed=0)
+    means = np.stack([x[y == c].mean(axis=0) for c in range(vocab.NUM_CHARS)])
+    noise = np.sqrt(np.mean((x - means[y]) ** 2))  # per-coordinate spread around the mean
+    gaps = np.linalg.norm(means[:, None] - means[None], axis=-1)
+    np.fill_diagonal(gaps, np.inf)
+    assert gaps.min() > 10 * noise, (gaps.min(), noise)
+    # Unseen signers: nearest class mean of single frames is almost always right.
+    x_new, y_new = held_shapes(range(200, 204), 1, seed=1)
+    guess = ((x_new[:, None] - means[None]) ** 2).sum(-1).argmin(axis=1)
+    assert (guess == y_new).mean() > 0.9
+
+
+def test_alphabet_is_fixed_and_separated():
+    params = synthetic.character_params()
+    assert params.shape == (vocab.NUM_CHARS, synthetic.N_PARAMS)
+    shapes = synthetic.hand_pose(params)
+    gaps = np.linalg.norm(shapes[:, None] - shapes[None], axis=-1).mean(-1)
+    np.fill_diagonal(gaps, np.inf)
+    assert gaps.min() > 0.3  # mean landmark distance, in palm lengths
+    rest = synthetic.hand_pose(synthetic._NEUTRAL)
+    assert np.linalg.norm(shapes - rest, axis=-1).mean(-1).min() > 0.3
