@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from asl_keras import config
 from asl_keras.data import convert, synthetic
-from asl_keras.training.trainer import Trainer, TrainingDiverged, run_dir
+from asl_keras.training.trainer import CheckpointMismatch, Trainer, TrainingDiverged, run_dir
 
 
 def resolve_config(args) -> config.Config:
@@ -45,7 +45,8 @@ def main_train(args) -> int:
         cfg = resolve_config(args)
         prepare_records(cfg)
         result = Trainer(cfg).fit(resume=args.resume)
-    except (config.ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged) as e:
+    except (config.ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged,
+            CheckpointMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"done: {run_dir(cfg)}; validation " + ", ".join(f"{k} {v:.4f}"

@@ -31,14 +31,22 @@ class TrainingDiverged(RuntimeError):
     """The loss became non-finite; the last good checkpoint is kept."""
 
 
+class CheckpointMismatch(ValueError):
+    """A run folder whose checkpoints were written for another architecture."""
+
+
 def run_dir(cfg: config.Config) -> str:
     return os.path.join(cfg.train.runs_dir, f"{cfg.name}_fold{cfg.data.fold}_seed{cfg.seed}")
 
 
 def steps_per_epoch(cfg: config.Config, replicas: int) -> int:
     """Micro-batches per epoch for the global batch (per-replica batch x replicas)."""
-    items = pipeline.Selection(pipeline.read_index(cfg.data.records), cfg.data,
-                               training=True).items_per_epoch
+    index = pipeline.read_index(cfg.data.records)
+    folds = sorted(f for f in index["fold"].unique() if f >= 0)
+    if cfg.data.fold not in (-1, *folds):
+        raise config.ConfigError(f"data.fold: {cfg.data.fold} is out of range; the records in "
+                                 f"{cfg.data.records} have folds {folds} (or -1 for all)")
+    items = pipeline.Selection(index, cfg.data, training=True).items_per_epoch
     steps = items // (cfg.data.batch_size * replicas)
     if steps < 1:
         raise ValueError(f"{items} training items per epoch cannot fill one global batch of "
@@ -110,20 +118,34 @@ class Trainer:
 
     def restore(self) -> int:
         """Load the latest checkpoint if any; returns the epoch to start from."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        latest = self.manager.latest_checkpoint
+        if not latest:
+            return 0
+        saved = os.path.join(self.dir, "config.yaml")
+        if os.path.exists(saved):
+            old = dataclasses.asdict(config.load(saved).model)
+            new = dataclasses.asdict(self.cfg.model)
+            diff = {k: (old[k], new[k]) for k in new if old.get(k) != new[k]}
+            if diff:
+                raise CheckpointMismatch(f"{latest} was written for another model: "
+                                         + ", ".join(f"model.{k} was {a}, now {b}"
+                                                     for k, (a, b) in diff.items()))
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError) as e:
+            raise CheckpointMismatch(f"{latest} does not fit this model ({e})") from e
         return int(self.epoch.numpy())
 
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
         os.makedirs(self.dir, exist_ok=True)
-        if self.chief:
-            with open(os.path.join(self.dir, "config.yaml"), "w") as f:
-                yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
-        start = self.restore() if resume else 0
         if not resume and self.manager.latest_checkpoint:
             raise FileExistsError(f"{self.dir} already holds checkpoints; pass --resume to "
                                   "continue or choose another name/seed")
+        start = self.restore() if resume else 0
+        if self.chief:
+            with open(os.path.join(self.dir, "config.yaml"), "w") as f:
+                yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
         data = self.strategy.distribute_datasets_from_function(
             lambda ctx: pipeline.train_dataset(cfg.data, cfg.seed, cfg.train.epochs, start, ctx,
                                                steps_per_epoch=self.steps))
