@@ -42,7 +42,7 @@ def run_dir(cfg: config.Config) -> str:
 def steps_per_epoch(cfg: config.Config, replicas: int) -> int:
     """Micro-batches per epoch for the global batch (per-replica batch x replicas)."""
     index = pipeline.read_index(cfg.data.records)
-    folds = sorted(f for f in index["fold"].unique() if f >= 0)
+    folds = sorted(int(f) for f in index["fold"].unique() if f >= 0)
     if cfg.data.fold not in (-1, *folds):
         raise config.ConfigError(f"data.fold: {cfg.data.fold} is out of range; the records in "
                                  f"{cfg.data.records} have folds {folds} (or -1 for all)")
