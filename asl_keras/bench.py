@@ -3,6 +3,7 @@
     python -m asl_keras.bench convert  [--sequences 3000 --per-file 1000]
     python -m asl_keras.bench pipeline --config configs/cfg_2.yaml [--batches 30]
     python -m asl_keras.bench model [--configs configs/cfg_1.yaml ...]
+    python -m asl_keras.bench train --config configs/cfg_2.yaml [--batch 16 --frames 384]
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -163,6 +165,52 @@ def bench_model(args) -> list[dict]:
     return rows
 
 
+def bench_train(args) -> list[dict]:
+    """Training micro-batch throughput on random inputs, with and without XLA."""
+    import numpy as np
+    import tensorflow as tf
+
+    from asl_keras import config, vocab
+    from asl_keras.models.recognizer import build_recognizer
+    from asl_keras.training import optimizers
+
+    cfg = config.load(args.config)
+    rng = np.random.default_rng(0)
+    batch = {"landmarks": tf.constant(rng.normal(size=(args.batch, args.frames, 130, 3)),
+                                      tf.float32),
+             "mask": tf.ones([args.batch, args.frames]),
+             "labels": tf.constant(rng.integers(0, vocab.NUM_CHARS, (args.batch, vocab.LABEL_LEN)),
+                                   tf.int32),
+             "score": tf.ones([args.batch])}
+    rows = []
+    for xla in (False, True):
+        model = build_recognizer(cfg)
+        opt = optimizers.make_optimizer(cfg.train, 100)
+        opt.build(model.trainable_variables)
+
+        @tf.function(jit_compile=xla)
+        def step(b, model=model, opt=opt):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(model.per_sample_loss(b, model(b, training=True)))
+            opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+            return loss
+
+        t0 = time.perf_counter()
+        step(batch)
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step(batch)
+        dt = (time.perf_counter() - t0) / args.steps
+        rows.append({"config": os.path.basename(args.config), "jit_compile": xla,
+                     "batch x frames": f"{args.batch} x {args.frames}",
+                     "first step s (trace/compile)": f"{compile_s:.0f}",
+                     "s/step": f"{dt:.2f}", "samples/s": f"{args.batch / dt:.1f}",
+                     "peak RSS MB (process so far)":
+                         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"})
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m asl_keras.bench")
     sub = p.add_subparsers(dest="what", required=True)
@@ -179,10 +227,15 @@ def main(argv=None) -> int:
     m.add_argument("--configs", nargs="+", default=["configs/cfg_1.yaml", "configs/cfg_2.yaml",
                                                     "configs/cfg_2_squeezeformer.yaml"])
     m.add_argument("--repeats", type=int, default=5)
+    t = sub.add_parser("train", help="training samples/s on this CPU, with and without XLA")
+    t.add_argument("--config", default="configs/cfg_2.yaml")
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--frames", type=int, default=384)
+    t.add_argument("--steps", type=int, default=3)
     args = p.parse_args(argv)
     os.makedirs(BENCH_DIR, exist_ok=True)
     rows = {"convert": bench_convert, "pipeline": bench_pipeline,
-            "model": bench_model}[args.what](args)
+            "model": bench_model, "train": bench_train}[args.what](args)
     print(f"machine: {psutil.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
     print(_table(rows))
