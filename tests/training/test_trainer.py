@@ -129,3 +129,31 @@ def test_missing_data_is_named(tmp_path):
     assert run.main_train(args) == 2
     with pytest.raises(FileNotFoundError, match=r"kaggle/train.csv not found"):
         run.prepare_records(run.resolve_config(args))
+
+
+@pytest.mark.slow
+def test_round1_oof_round2_end_to_end(synthetic_records, tmp_path):
+    """cfg_1-style fold runs -> OOF score table -> a cfg_2-style fullfit run that reads it."""
+    from asl_keras.training import oof
+
+    runs = []
+    for fold in range(4):
+        cfg = tiny_config(synthetic_records, tmp_path / "r1", epochs=1)
+        cfg.name, cfg.data.fold = "round1", fold
+        cfg.model.backward_decoder = cfg.model.confidence_head = False
+        t = trainer.Trainer(cfg, verbose=False)
+        t.fit()
+        runs.append(t.dir)
+    table, missing = oof.merge(runs, str(synthetic_records))
+    assert missing == []
+    scores = tmp_path / "scores.csv"
+    table.to_csv(scores, index=False)
+    cfg2 = tiny_config(synthetic_records, tmp_path / "r2", epochs=1)
+    cfg2.name, cfg2.data.fold, cfg2.data.scores = "round2", -1, str(scores)
+    result = trainer.Trainer(cfg2, verbose=False).fit()
+    assert set(result) == {"score", "score_pp", "score_damerau"}
+    batch = next(iter(trainer.pipeline.train_dataset(cfg2.data, 0, 1)))
+    joined = dict(zip(table.sequence_id, table.score.clip(0, 1), strict=True))
+    # CutMix mixes scores, so the batch scores lie within the range of the table's
+    assert batch["score"].numpy().min() >= min(joined.values()) - 1e-6
+    assert batch["score"].numpy().max() <= max(joined.values()) + 1e-6
