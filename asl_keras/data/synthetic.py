@@ -50,6 +50,7 @@ _MANIFEST = "synthetic_manifest.json"  # the generation arguments, to recognise 
 _CHAR_MAP = "character_to_prediction_index.json"
 _METADATA_COLUMNS = ["path", "file_id", "sequence_id", "participant_id", "phrase"]
 
+
 @dataclass(frozen=True)
 class _Split:
     """One half of the Kaggle folder: its code in the seed streams, CSV and parquet folder."""
@@ -96,8 +97,8 @@ def _rotation(angles: np.ndarray) -> np.ndarray:
     roll, pitch, yaw = np.moveaxis(angles, -1, 0)
     one, zero = np.ones_like(roll), np.zeros_like(roll)
 
-    def matrix(*rows: np.ndarray) -> np.ndarray:
-        return np.stack(rows, axis=-1).reshape(roll.shape + (3, 3))
+    def matrix(*entries: np.ndarray) -> np.ndarray:  # row-major 3x3
+        return np.stack(entries, axis=-1).reshape(roll.shape + (3, 3))
 
     cr, sr, cp, sp, cy, sy = (np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch),
                               np.cos(yaw), np.sin(yaw))
@@ -150,7 +151,9 @@ def character_params() -> np.ndarray:
         best = int(np.argmax(nearest))
         chosen.append(best)
         nearest = np.minimum(nearest, _shape_distance(shapes, shapes[best]))
-    return candidates[chosen]
+    params = candidates[chosen]
+    params.setflags(write=False)  # cached and shared: nobody may edit the alphabet
+    return params
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +175,7 @@ class Participant:
     style: np.ndarray  # [59, 18] personal deviation of each character's joint parameters
     noise: float  # landmark jitter, in palm lengths
     missing_rate: float  # share of frames where the signing hand is not detected
-    rests_other_hand: bool  # the other hand is sometimes visible, idle at the bottom
+    rests_other_hand: bool  # the other hand is sometimes visible, idle on the belly
 
     @property
     def palm(self) -> float:
@@ -191,6 +194,7 @@ def participant_profile(participant_id: int) -> Participant:
     rng = np.random.default_rng([_PROFILE_SEED, participant_id])
     # Shared plus per-character deviations: a signer's shapes are consistently a bit off.
     style = rng.normal(0, 0.06, N_PARAMS) + rng.normal(0, 0.06, (vocab.NUM_CHARS, N_PARAMS))
+    style.setflags(write=False)  # the profile is cached and shared
     return Participant(
         participant_id=participant_id,
         left_handed=bool(rng.random() < 0.15),
@@ -237,7 +241,8 @@ _SIGNING_WRIST = np.array([0.10, -0.02])  # |x|: the hand signs between chest an
 _REST_WRIST = np.array([0.2, 0.3])
 
 
-def _ring(points: np.ndarray, indices, center, radii, z: float) -> None:
+def _ring(points: np.ndarray, indices: tuple[int, ...], center: tuple[float, float],
+          radii: tuple[float, float], z: float) -> None:
     """Place face landmarks `indices` evenly on an ellipse (in place)."""
     a = np.linspace(0, 2 * np.pi, len(indices), endpoint=False)
     points[list(indices)] = np.stack([center[0] + radii[0] * np.cos(a),
@@ -258,6 +263,7 @@ def _face_template() -> np.ndarray:
     _ring(points, landmarks.LEFT_EYE, (0.032, -0.025), (0.014, 0.005), -0.025)
     points[list(landmarks.NOSE)] = [[0.0, 0.02, -0.07], [0.0, 0.035, -0.06],
                                     [-0.012, 0.03, -0.045], [0.012, 0.03, -0.045]]
+    points.setflags(write=False)  # cached and shared
     return points
 
 
@@ -275,7 +281,8 @@ def _repeat_slides(key_ids: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def _timeline(phrase: str, person: Participant, rng: np.random.Generator):
+def _timeline(phrase: str, person: Participant,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame joint parameters `[T, 18]`, slide offsets `[T]` and character ids `[T]`.
 
     Key poses are rest, each character, rest; each is held for some frames and joined to the
@@ -399,7 +406,8 @@ def _pose(person: Participant, body: np.ndarray, hand: np.ndarray,
     return _jitter(pose, 0.003, rng)
 
 
-def _native_frames(face, left, pose, right) -> np.ndarray:
+def _native_frames(face: np.ndarray, left: np.ndarray, pose: np.ndarray,
+                   right: np.ndarray) -> np.ndarray:
     """Parts `[T, n, 3]` -> `[T, 1629]` float32 in native column order (all x, all y, all z).
 
     The result is column-major (each column contiguous), the layout a parquet writer wants.
@@ -499,10 +507,12 @@ SUPPLEMENTAL_SENTENCES = (
 
 
 def _pick(rng: np.random.Generator, options) -> str:
+    """One element of `options`, uniformly."""
     return options[int(rng.integers(len(options)))]
 
 
 def _digits(rng: np.random.Generator, n: int, leading_zero: bool = True) -> str:
+    """A string of `n` random digits."""
     first = int(rng.integers(0 if leading_zero else 1, 10))
     return str(first) + "".join(map(str, rng.integers(0, 10, n - 1)))
 
@@ -589,7 +599,8 @@ def _file_id(seed: int, split: _Split, k: int) -> int:
     return _FILE_ID_BASE + (2 * k + split.code) * _FILE_ID_SLOT + int(rng.integers(_FILE_ID_SLOT))
 
 
-def _sequence(seed: int, split: _Split, index: int, participants: np.ndarray):
+def _sequence(seed: int, split: _Split, index: int,
+              participants: np.ndarray) -> tuple[np.random.Generator, int, int, str]:
     """Metadata of one sequence and the generator that goes on to render it.
 
     The stream depends only on (seed, split, index), so a sequence is the same whatever the
@@ -639,6 +650,7 @@ def _write_split(out: Path, split: _Split, n_sequences: int, per_file: int, seed
 
 
 def _read_manifest(out: Path) -> dict | None:
+    """The arguments a folder was generated with, or None if it has no readable manifest."""
     try:
         return json.loads((out / _MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):

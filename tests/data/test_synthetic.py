@@ -42,6 +42,12 @@ def read_folder(out) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
     return pd.concat(metas, ignore_index=True), sequences
 
 
+@pytest.fixture(scope="module")
+def loaded(folder):
+    """The fixture folder read once: metadata and every sequence's rows."""
+    return read_folder(folder[0])
+
+
 def points(rows: pd.DataFrame) -> np.ndarray:
     """Native-order rows -> `[T, 543, 3]`."""
     values = rows[COLUMNS].to_numpy()
@@ -91,9 +97,9 @@ def test_parquet_schema_is_kaggle(folder):
         assert list(df.columns) == ["frame", *COLUMNS]
 
 
-def test_metadata_ids(folder):
-    out, summary = folder
-    meta, _ = read_folder(out)
+def test_metadata_ids(folder, loaded):
+    _, summary = folder
+    meta, _ = loaded
     assert meta["sequence_id"].is_unique  # across both CSVs
     assert (meta["sequence_id"] >= 10**9).all() and (meta["sequence_id"] < 2**31).all()
     assert meta["participant_id"].between(0, 254).all()
@@ -116,9 +122,9 @@ def test_csv_rows_and_parquet_sequences_match(folder):
             np.testing.assert_array_equal(seq["frame"].to_numpy(), np.arange(len(seq)))
 
 
-def test_sequence_lengths_are_real_like(folder):
-    out, summary = folder
-    meta, sequences = read_folder(out)
+def test_sequence_lengths_are_real_like(folder, loaded):
+    _, summary = folder
+    meta, sequences = loaded
     for row in meta.itertuples():
         n = len(sequences[row.sequence_id])
         # at least 2 held frames plus 1 transition per character, plus the two pauses
@@ -130,9 +136,8 @@ def test_sequence_lengths_are_real_like(folder):
 # --- values ---------------------------------------------------------------------------------
 
 
-def test_nan_covers_whole_parts(folder):
-    out, _ = folder
-    meta, sequences = read_folder(out)
+def test_nan_covers_whole_parts(loaded):
+    meta, sequences = loaded
     missing = frames = 0
     for row in meta.itertuples():
         nan = np.isnan(points(sequences[row.sequence_id]))  # [T, 543, 3]
@@ -150,9 +155,8 @@ def test_nan_covers_whole_parts(folder):
     assert 0.01 * frames < missing < 0.12 * frames
 
 
-def test_coordinates_are_image_like(folder):
-    out, _ = folder
-    _, sequences = read_folder(out)
+def test_coordinates_are_image_like(loaded):
+    _, sequences = loaded
     p = np.concatenate([points(rows) for rows in sequences.values()])
     for part in ("face", "left_hand", "right_hand"):
         xy = p[:, part_slice(part), :2]
@@ -182,9 +186,9 @@ def test_signing_arm_follows_the_hand():
 # --- phrases --------------------------------------------------------------------------------
 
 
-def test_folder_phrases_are_encodable(folder):
-    out, summary = folder
-    meta, _ = read_folder(out)
+def test_folder_phrases_are_encodable(folder, loaded):
+    _, summary = folder
+    meta, _ = loaded
     for row in meta.itertuples():
         vocab.encode(row.phrase)  # raises on characters outside the map
         if row.csv == "train.csv":
@@ -226,8 +230,7 @@ def test_supplemental_pool_shape():
 # --- determinism and overwriting ------------------------------------------------------------
 
 
-def frames_by_sequence(out) -> dict[int, np.ndarray]:
-    _, sequences = read_folder(out)
+def frames_by_sequence(sequences: dict[int, pd.DataFrame]) -> dict[int, np.ndarray]:
     return {sid: rows.to_numpy(np.float32) for sid, rows in sequences.items()}
 
 
@@ -235,22 +238,25 @@ def same_frames(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
 
 
-def test_same_seed_is_identical_and_other_seed_differs(folder, tmp_path):
+def test_same_seed_is_identical_and_other_seed_differs(folder, loaded, tmp_path):
     out, _ = folder
+    original = frames_by_sequence(loaded[1])
     again = tmp_path / "again"
     synthetic.generate(again, **ARGS)
     for csv_name, _ in SPLITS:
         assert (again / csv_name).read_bytes() == (out / csv_name).read_bytes()
-    assert same_frames(frames_by_sequence(again), frames_by_sequence(out))
+    assert same_frames(frames_by_sequence(read_folder(again)[1]), original)
     other = tmp_path / "other"
     synthetic.generate(other, **{**ARGS, "seed": 4})
     assert (other / "train.csv").read_bytes() != (out / "train.csv").read_bytes()
-    first = frames_by_sequence(other)[pd.read_csv(other / "train.csv").sequence_id[0]]
-    assert not any(len(f) == len(first) and np.array_equal(f, first, equal_nan=True)
-                   for f in frames_by_sequence(out).values())
+    first = pd.read_csv(other / "train.csv").iloc[0]
+    rows = pd.read_parquet(other / first.path).loc[[first.sequence_id]]
+    new = rows.to_numpy(np.float32)
+    assert not any(len(f) == len(new) and np.array_equal(f, new, equal_nan=True)
+                   for f in original.values())
 
 
-def test_sequences_do_not_depend_on_file_grouping(folder, tmp_path):
+def test_sequences_do_not_depend_on_file_grouping(folder, loaded, tmp_path):
     out, _ = folder
     regrouped = tmp_path / "regrouped"
     synthetic.generate(regrouped, **{**ARGS, "sequences_per_file": 3})
@@ -259,7 +265,8 @@ def test_sequences_do_not_depend_on_file_grouping(folder, tmp_path):
         a, b = pd.read_csv(out / csv_name), pd.read_csv(regrouped / csv_name)
         pd.testing.assert_frame_equal(a[cols], b[cols])
         assert a["file_id"].nunique() != b["file_id"].nunique()
-    assert same_frames(frames_by_sequence(regrouped), frames_by_sequence(out))
+    assert same_frames(frames_by_sequence(read_folder(regrouped)[1]),
+                       frames_by_sequence(loaded[1]))
 
 
 def test_overwrite_rules(tmp_path):
