@@ -1,0 +1,218 @@
+"""TFLite export: parity with Keras, robustness, contract checks, package, size.
+
+The tiny rigged ensemble and its exports come from `tests.export` (converted once per session;
+see its docstring for why and how the random models are rigged).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter
+
+import export_tflite
+from asl_keras import config, landmarks, vocab
+from asl_keras.export import submission, tflite
+from asl_keras.models.recognizer import build_recognizer
+from asl_keras.training.metrics import MIN_FRAMES, normalized_total
+from tests.export import TINY, checkpoints, exported, write_config
+
+MAX_LEN = TINY["data"]["max_len"]
+INTERPRETERS = {"tf.lite": tf.lite.Interpreter, "ai_edge_litert": LiteRTInterpreter}
+# fp16 vs fp32 on the rigged random ensemble. fp16 weights move logits by ~1e-3 of their
+# spread, the rig's smallest top-2 gaps are ~3e-4 of it: a few greedy steps may flip, and a
+# flip changes the rest of its sequence (~15 characters out of ~800 in 40 clips), so
+# agreement >= 0.95. Trained models have far larger margins; the export's own fp16 bar is
+# 0.998 (PARITY_MIN).
+FP16_MIN_AGREEMENT = 0.95
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    return exported(tmp_path_factory, fp16=False)
+
+
+@pytest.fixture(scope="module")
+def fp16(tmp_path_factory):
+    return exported(tmp_path_factory, fp16=True)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    cfg_path, paths = checkpoints(tmp_path_factory)
+    return tflite.load_models(config.load(cfg_path), paths)
+
+
+def model_path(folder: str) -> str:
+    return os.path.join(folder, submission.MODEL_FILE)
+
+
+def texts(folder: str, clips) -> list[str]:
+    run = tflite.runner(model_path(folder))
+    return [tflite.tflite_text(run, clip) for clip in clips]
+
+
+def assert_meaningful(reference: list[str], minimum: int) -> None:
+    """Enough clips are decoded (not the dummy phrase) and they decode differently."""
+    decoded = [t for t in reference if t != vocab.DUMMY_PHRASE]
+    assert len(decoded) >= minimum and len(set(decoded)) >= 3, reference
+
+
+def test_fp32_tokens_equal_keras_greedy_tokens(fp32, models):
+    clips = tflite.sample_sequences(32, seed=1)
+    reference = tflite.keras_texts(models, MAX_LEN, clips)
+    assert_meaningful(reference, 20)
+    assert texts(fp32, clips) == reference
+
+
+@pytest.mark.slow
+def test_fp32_tokens_equal_keras_greedy_tokens_on_200_clips(fp32, models):
+    clips = tflite.sample_sequences(280, seed=2)
+    reference = tflite.keras_texts(models, MAX_LEN, clips)
+    assert_meaningful(reference, 200)
+    assert texts(fp32, clips) == reference
+
+
+def test_fp16_is_smaller_and_close_to_fp32(fp32, fp16):
+    assert os.path.getsize(model_path(fp16)) < 0.6 * os.path.getsize(model_path(fp32))
+    clips = tflite.sample_sequences(40, seed=1)
+    full, half = texts(fp32, clips), texts(fp16, clips)
+    assert all(half)
+    assert normalized_total(full, half) >= FP16_MIN_AGREEMENT
+
+
+def edge_cases() -> dict[str, np.ndarray]:
+    """Inputs the harness could send: odd lengths, missing data, non-finite and huge values."""
+    rng = np.random.default_rng(0)
+    width = len(landmarks.SELECTED_COLUMNS)
+    cases = {f"{t} frames": rng.random((t, width), dtype=np.float32)
+             for t in (0, 1, 2, MIN_FRAMES - 1, MIN_FRAMES, 384, 385, 5000)}
+    frames = rng.random((60, width), dtype=np.float32)
+    frames[::3] = np.nan
+    cases["all-NaN frames"] = frames
+    cases["all-NaN sequence"] = np.full((60, width), np.nan, np.float32)
+    frames = rng.random((60, width), dtype=np.float32)
+    frames[:, ::5], frames[:, 1::5] = np.inf, -np.inf
+    cases["+-inf values"] = frames
+    cases["1e30 coordinates"] = (rng.random((60, width)) * 1e30).astype(np.float32)
+    cases["+-3e38 coordinates"] = np.where(rng.random((60, width)) < 0.5, -3e38, 3e38
+                                           ).astype(np.float32)
+    return cases
+
+
+@pytest.mark.parametrize("interpreter", list(INTERPRETERS))
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_edge_inputs_give_valid_rows_and_keep_the_interpreter_working(interpreter, precision,
+                                                                      request):
+    path = model_path(request.getfixturevalue(precision))
+    run = INTERPRETERS[interpreter](model_path=path).get_signature_runner(tflite.SIGNATURE)
+    clip = tflite.sample_sequences(1, seed=3)[0]
+    expected = tflite.tflite_text(run, clip)
+    for name, frames in edge_cases().items():
+        out = run(**{tflite.INPUT: frames})[tflite.OUTPUT]
+        assert out.ndim == 2 and out.shape[0] >= 1 and out.shape[1] >= vocab.NUM_CHARS, name
+        assert np.isfinite(out).all(), name
+        if len(frames) < MIN_FRAMES:
+            assert tflite.outputs_to_text(out) == vocab.DUMMY_PHRASE, name
+        assert tflite.tflite_text(run, clip) == expected, f"interpreter broken after {name}"
+
+
+def test_contract_holds_for_both_precisions(fp32, fp16):
+    for folder in (fp32, fp16):
+        with open(model_path(folder), "rb") as f:
+            model = f.read()
+        ops = tflite.check_contract(model)
+        assert "WHILE" in ops and "IF" in ops
+        assert not {op for op in ops if op.startswith("CUSTOM")}
+        assert not ops & {"READ_VARIABLE", "VAR_HANDLE"}
+        assert LiteRTInterpreter(model_content=model).get_signature_list() == {
+            "serving_default": {"inputs": ["inputs"], "outputs": ["outputs"]}}
+    with open(model_path(fp16), "rb") as f:
+        assert "DEQUANTIZE" in tflite.operator_names(f.read())  # float16 weights
+
+
+def test_size_limit_fails_loudly(fp32):
+    with open(model_path(fp32), "rb") as f:
+        model = f.read()
+    with pytest.raises(tflite.ExportError, match=r"kB, over the limit of .* kB"):
+        tflite.check_contract(model, size_limit=len(model) - 1)
+
+
+def test_command_line_reports_a_broken_contract(fp32, tmp_path_factory, tmp_path, monkeypatch,
+                                                capsys):
+    """Exit code 1 and the reason; the conversion is replaced by the finished fp32 model."""
+    with open(model_path(fp32), "rb") as f:
+        model = f.read()
+    monkeypatch.setattr(tflite, "convert", lambda *args, **kwargs: model)
+    monkeypatch.setattr(tflite, "SIZE_LIMIT", len(model) // 2)
+    cfg_path, paths = checkpoints(tmp_path_factory)
+    code = export_tflite.main(["--config", cfg_path, "--checkpoints", *paths, "--out",
+                               str(tmp_path), "--submission"])
+    assert code == 1
+    assert "over the limit" in capsys.readouterr().err
+    assert not (tmp_path / submission.ZIP_FILE).exists()
+
+
+def test_unfrozen_keras_variables_are_rejected():
+    """Ecosystem pitfall 1: Keras 3 layers on a tf.Module convert "fine" with variable ops."""
+    dense = keras.layers.Dense(vocab.NUM_CHARS)
+    dense.build((None, len(landmarks.SELECTED_COLUMNS)))
+    module = tf.Module()
+    module.dense = dense
+    fn = tf.function(lambda x: {tflite.OUTPUT: dense(x)}, input_signature=[
+        tf.TensorSpec([None, len(landmarks.SELECTED_COLUMNS)], tf.float32, name=tflite.INPUT)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()],
+                                                                module)
+    model = converter.convert()
+    assert "READ_VARIABLE" in tflite.operator_names(model)
+    with pytest.raises(tflite.ExportError, match="variable ops"):
+        tflite.check_contract(model)
+
+
+def test_submission_zip_holds_exactly_the_two_files(fp32):
+    with zipfile.ZipFile(os.path.join(fp32, submission.ZIP_FILE)) as z:
+        assert sorted(z.namelist()) == [submission.ARGS_FILE, submission.MODEL_FILE]
+        args = json.loads(z.read(submission.ARGS_FILE))
+        with open(model_path(fp32), "rb") as f:
+            assert z.read(submission.MODEL_FILE) == f.read()
+    assert args == {"selected_columns": list(landmarks.SELECTED_COLUMNS)}
+    native = {c: i for i, c in enumerate(landmarks.raw_columns())}
+    positions = [native[c] for c in args["selected_columns"]]
+    assert positions == sorted(positions)  # native parquet order
+    assert submission.selected_columns(model_path(fp32)) == args["selected_columns"]
+
+
+def test_models_are_rebuilt_under_float32(tmp_path):
+    """A checkpoint trained under mixed precision exports as float32 (ecosystem pitfall 7)."""
+    cfg_path = write_config(tmp_path / "tiny.yaml")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        build_recognizer(config.load(cfg_path)).save_weights(tmp_path / "m.weights.h5")
+        (model,) = tflite.load_models(config.load(cfg_path), [str(tmp_path / "m.weights.h5")])
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.dtype_policy.name == "float32"
+    assert model.decoder.compute_dtype == "float32"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_path", ["configs/cfg_2.yaml", "configs/cfg_2_squeezeformer.yaml"])
+def test_full_size_two_model_ensembles_fit_in_40_mb(config_path, tmp_path):
+    cfg = config.load(config_path)
+    paths = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        paths.append(str(tmp_path / f"{seed}.weights.h5"))
+        build_recognizer(cfg).save_weights(paths[-1])
+    result = tflite.export(config_path, paths, str(tmp_path / "out"), parity_sequences=0)
+    print(f"{config_path}: {result.size_bytes / 1e3:,.0f} kB, converted in "
+          f"{result.convert_seconds:.0f} s")
+    assert result.fp16 and result.size_bytes < tflite.SIZE_LIMIT
