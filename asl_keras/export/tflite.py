@@ -215,8 +215,8 @@ def keras_texts(models: Sequence[Recognizer], max_len: int, sequences: Sequence[
     """Predictions of the ensemble for `[T >= 1, F]` sequences, computed without TFLite.
 
     Same preprocessing and greedy decoding (batched: a sample's ids do not depend on its
-    batch), then the rules in Python: `metrics.postprocess` (short or unsure clips) and
-    DUMMY_PHRASE for an empty prediction. An independent implementation of the serving
+    batch), then the rules in Python: `metrics.postprocess` (short, unsure or empty ->
+    DUMMY_PHRASE). An independent implementation of the serving
     graph's steps 2, 3 and 5, which the parity check compares against.
     """
     width = len(landmarks.SELECTED_COLUMNS)
@@ -236,8 +236,7 @@ def keras_texts(models: Sequence[Recognizer], max_len: int, sequences: Sequence[
         ids, confidence = decode(tf.stack(xs), tf.stack(masks))
         for i, frames in enumerate(batch):
             conf = None if confidence is None else float(confidence[i])
-            text = postprocess(vocab.decode(ids[i, 1:].numpy()), len(frames), conf)
-            texts.append(text or vocab.DUMMY_PHRASE)
+            texts.append(postprocess(vocab.decode(ids[i, 1:].numpy()), len(frames), conf))
     return texts
 
 

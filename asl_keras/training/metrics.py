@@ -30,7 +30,11 @@ def normalized_total(truths: Sequence[str], predictions: Sequence[str],
 
 
 def postprocess(prediction: str, n_frames: int, confidence: float | None = None) -> str:
-    """The reference's pp_2 (pp_1 without a confidence): short or unsure clips -> dummy phrase."""
+    """The reference's pp_2 (pp_1 without a confidence): short or unsure clips -> dummy phrase.
+
+    Also an empty prediction -> dummy phrase: the TFLite output must have at least one row, and
+    scoring the Keras model with the same rule keeps the two scores comparable.
+    """
     if n_frames < MIN_FRAMES or (confidence is not None and confidence < MIN_CONFIDENCE):
         return vocab.DUMMY_PHRASE
-    return prediction
+    return prediction or vocab.DUMMY_PHRASE

@@ -27,6 +27,7 @@ def test_dummy_phrase_rule():
     assert metrics.postprocess("abc", 15) == "abc"
     assert metrics.postprocess("abc", 100, confidence=0.1) == vocab.DUMMY_PHRASE
     assert metrics.postprocess("abc", 100, confidence=0.5) == "abc"
+    assert metrics.postprocess("", 100, confidence=0.5) == vocab.DUMMY_PHRASE
 
 
 def test_length_mismatch_is_an_error():
