@@ -52,22 +52,36 @@ class LandmarkEmbedding(keras.layers.Layer):
         return {**super().get_config(), "dim": self.dim, "parts": self.parts}
 
 
-@keras.saving.register_keras_serializable(package="asl_keras")
-class SqueezeformerEncoder(keras.layers.Layer):
-    def __init__(self, dim: int, blocks: int, heads: int = 4, attention: str = "rotary",
-                 ff_expansion: int = 1, conv_expansion: int = 2, kernel_size: int = 51,
-                 dropout: float = 0.1, zero_glu_pads: bool = False, **kwargs):
+class _BlockStack(keras.layers.Layer):
+    """`blocks` identical blocks of `block_class` built from `settings`, applied in order."""
+
+    block_class: type[keras.layers.Layer]
+
+    def __init__(self, blocks: int, settings: dict, **kwargs):
         super().__init__(**kwargs)
-        self.settings = dict(dim=dim, heads=heads, attention=attention,
-                             ff_expansion=ff_expansion, conv_expansion=conv_expansion,
-                             kernel_size=kernel_size, dropout=dropout,
-                             zero_glu_pads=zero_glu_pads)
-        self.blocks = [SqueezeformerBlock(name=f"block_{i}", dtype=self.dtype_policy,
-                                          **self.settings) for i in range(blocks)]
+        self.settings = settings
+        self.blocks = [self.block_class(name=f"block_{i}", dtype=self.dtype_policy, **settings)
+                       for i in range(blocks)]
 
     def build(self, input_shape):
         for block in self.blocks:
             block.build(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings, "blocks": len(self.blocks)}
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class SqueezeformerEncoder(_BlockStack):
+    block_class = SqueezeformerBlock
+
+    def __init__(self, dim: int, blocks: int, heads: int = 4, attention: str = "rotary",
+                 ff_expansion: int = 1, conv_expansion: int = 2, kernel_size: int = 51,
+                 dropout: float = 0.1, zero_glu_pads: bool = False, **kwargs):
+        super().__init__(blocks, dict(dim=dim, heads=heads, attention=attention,
+                                      ff_expansion=ff_expansion, conv_expansion=conv_expansion,
+                                      kernel_size=kernel_size, dropout=dropout,
+                                      zero_glu_pads=zero_glu_pads), **kwargs)
 
     def call(self, x, frame_mask, training=False, step=None):
         """`step` is accepted for a common interface; nothing here is scheduled."""
@@ -75,28 +89,17 @@ class SqueezeformerEncoder(keras.layers.Layer):
             x = block(x, frame_mask, training=training)
         return x
 
-    def get_config(self):
-        return {**super().get_config(), **self.settings, "blocks": len(self.blocks)}
-
 
 @keras.saving.register_keras_serializable(package="asl_keras")
-class ZipformerEncoder(keras.layers.Layer):
+class ZipformerEncoder(_BlockStack):
+    block_class = ZipformerBlock
+
     def __init__(self, dim: int, blocks: int, heads: int = 4, ffn_dims=(156, 208, 260),
                  kernel_size: int = 51, dropout: float = 0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.settings = dict(dim=dim, heads=heads, ffn_dims=tuple(ffn_dims),
-                             kernel_size=kernel_size, dropout=dropout)
-        self.blocks = [ZipformerBlock(name=f"block_{i}", dtype=self.dtype_policy,
-                                      **self.settings) for i in range(blocks)]
-
-    def build(self, input_shape):
-        for block in self.blocks:
-            block.build(input_shape)
+        super().__init__(blocks, dict(dim=dim, heads=heads, ffn_dims=tuple(ffn_dims),
+                                      kernel_size=kernel_size, dropout=dropout), **kwargs)
 
     def call(self, x, frame_mask, training=False, step=None):
         for block in self.blocks:
             x = block(x, frame_mask, step=step, training=training)
         return x
-
-    def get_config(self):
-        return {**super().get_config(), **self.settings, "blocks": len(self.blocks)}
