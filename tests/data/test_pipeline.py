@@ -110,3 +110,25 @@ def test_per_replica_datasets_split_the_shards(data_cfg):
     dist = pipeline.distributed_train_dataset(strategy, data_cfg, seed=0, epochs=1)
     first = next(iter(dist))
     assert first["landmarks"].shape == (4, 64, 130, 3)
+
+
+def test_cutmix_partners_are_other_sequences_of_the_same_signer(data_cfg):
+    """With CutMix always on (nothing else), each item's phrase is tail(A) + head(B) of two
+    phrases of its own signer, A or B being its own phrase."""
+    aug = config.Augment(cutmix=1.0)
+    cfg = dataclasses.replace(data_cfg, augment=aug, supplemental=False)
+    index = pipeline.read_index(cfg.records).set_index("sequence_id")
+    mixed = 0
+    for batch in take(pipeline.train_dataset(cfg, seed=3, epochs=1), 6):
+        for sid, labels in zip(batch["sequence_id"], batch["labels"], strict=True):
+            text = vocab.decode(labels)
+            own = index.loc[sid]
+            same = index[(index.participant_id == own.participant_id)
+                         & (index.is_supplemental == 0)].phrase.tolist()
+            joins = {a[i:] + b[:j] for a in same for b in same
+                     if a != b and own.phrase in (a, b)
+                     for i in range(1, len(a)) for j in range(1, len(b))}
+            if text != own.phrase:
+                mixed += 1
+                assert text in joins, (text, own.phrase)
+    assert mixed > 10
