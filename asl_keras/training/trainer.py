@@ -22,6 +22,7 @@ import yaml
 
 from asl_keras import config, vocab
 from asl_keras.data import pipeline
+from asl_keras.layers import decoder as dec
 from asl_keras.models.recognizer import build_recognizer
 from asl_keras.training import metrics, optimizers
 from asl_keras.training import strategy as strategies
@@ -219,7 +220,11 @@ class Trainer:
 
 def predict(model, cfg: config.Config, batch_size: int) -> list[dict]:
     """Per-sequence greedy predictions on the validation fold (raw and post-processed)."""
-    generate = tf.function(lambda x, m: (model.generate(x, m)[0], model.encode(x, m)))
+    @tf.function(reduce_retracing=True)  # the last, smaller batch must not retrace
+    def generate(x, mask):
+        encoded = model.encode(x, mask)  # once, for both the decoder and the confidence head
+        return dec.greedy_decode(model.decoder, encoded, mask)[0], encoded
+
     rows = []
     for batch in pipeline.eval_dataset(cfg.data, batch_size=batch_size):
         ids, encoded = generate(batch["landmarks"], batch["mask"])
