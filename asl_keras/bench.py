@@ -4,6 +4,8 @@
     python -m asl_keras.bench pipeline --config configs/cfg_2.yaml [--batches 30]
     python -m asl_keras.bench model [--configs configs/cfg_1.yaml ...]
     python -m asl_keras.bench train --config configs/cfg_2.yaml [--batch 16 --frames 384]
+    python -m asl_keras.bench tflite --config configs/cfg_2.yaml [--checkpoints A B]
+    python -m asl_keras.bench ablation [--seeds 0 1] [--epochs N] [--variants a b c d e]
 """
 
 from __future__ import annotations
@@ -211,6 +213,53 @@ def bench_train(args) -> list[dict]:
     return rows
 
 
+def bench_tflite(args) -> list[dict]:
+    """Per-clip latency of the exported one-model and two-model ensembles, file size.
+
+    Without `--checkpoints` the members are freshly initialised: an untrained decoder rarely
+    emits EOS, so every clip decodes all 33 steps (the worst case of a trained model).
+    """
+    import numpy as np
+
+    from asl_keras import config
+    from asl_keras.export import tflite
+    from asl_keras.models.recognizer import build_recognizer
+
+    cfg = config.load(args.config)
+    if args.checkpoints:
+        members = tflite.load_models(cfg, args.checkpoints)
+    else:
+        with tflite.float32_policy():
+            members = [build_recognizer(cfg) for _ in range(2)]
+    clip = tflite.sample_sequences(1, seed=0)[0]
+    rows = []
+    for n in (1, 2):
+        model = tflite.convert(members[:n], cfg.data.max_len, fp16=not args.no_fp16)
+        for threads in (1, 2):
+            run = tflite.runner(model, num_threads=threads)
+            for frames in args.frames:
+                x = np.resize(clip, (frames, clip.shape[1])).astype("float32")
+                run(inputs=x)  # first call allocates
+                times = []
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    run(inputs=x)
+                    times.append(1000 * (time.perf_counter() - t0))
+                rows.append({"config": os.path.basename(args.config), "models": n,
+                             "weights": "fp32" if args.no_fp16 else "fp16",
+                             "size kB": f"{len(model) / 1024:,.0f}", "threads": threads,
+                             "frames": frames, "p50 ms": f"{np.percentile(times, 50):.0f}",
+                             "p95 ms": f"{np.percentile(times, 95):.0f}"})
+    return rows
+
+
+def bench_ablation(args) -> list[dict]:
+    from asl_keras import ablation
+
+    print(ablation.run(seeds=args.seeds, epochs=args.epochs, variants=args.variants))
+    return []
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m asl_keras.bench")
     sub = p.add_subparsers(dest="what", required=True)
@@ -232,13 +281,25 @@ def main(argv=None) -> int:
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--frames", type=int, default=384)
     t.add_argument("--steps", type=int, default=3)
+    f = sub.add_parser("tflite", help="TFLite per-clip latency and size, 1 and 2 models")
+    f.add_argument("--config", default="configs/cfg_2.yaml")
+    f.add_argument("--checkpoints", nargs="*", help="two .weights.h5 (default: untrained)")
+    f.add_argument("--frames", type=int, nargs="+", default=[64, 128, 256, 384, 600])
+    f.add_argument("--repeats", type=int, default=5)
+    f.add_argument("--no-fp16", action="store_true")
+    a = sub.add_parser("ablation", help="Zipformer ablation: train, score, time 5 variants")
+    a.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    a.add_argument("--epochs", type=int, help="override the ablation config's epochs")
+    a.add_argument("--variants", nargs="+", default=list("abcde"))
     args = p.parse_args(argv)
     os.makedirs(BENCH_DIR, exist_ok=True)
-    rows = {"convert": bench_convert, "pipeline": bench_pipeline,
-            "model": bench_model, "train": bench_train}[args.what](args)
+    rows = {"convert": bench_convert, "pipeline": bench_pipeline, "model": bench_model,
+            "train": bench_train, "tflite": bench_tflite,
+            "ablation": bench_ablation}[args.what](args)
     print(f"machine: {psutil.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
-    print(_table(rows))
+    if rows:
+        print(_table(rows))
     return 0
 
 

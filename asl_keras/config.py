@@ -273,8 +273,17 @@ class Model:
     heads: int = 4
     attention: str = "rotary"  # Squeezeformer only: "rotary" (cfg_2) or "relative" (cfg_1)
     part_extractors: bool = True  # cfg_2's four part feature extractors
+    hand_features: bool = False  # not in the reference: add DominantHandFeatures to the input
     ff_expansion: int = 1  # Squeezeformer FFN width = dim * ff_expansion
     ffn_dims: tuple[int, int, int] = (156, 208, 260)  # Zipformer FFN1/2/3 hidden sizes
+    # Zipformer only. stacks: [[blocks, downsample, width], ...] replaces `blocks` (empty: one
+    # full-rate stack); constraints: Balancer/Whitener per block; schedules: false freezes the
+    # schedules as the public fork ran them (ablation only); schedule_scale: optimizer steps
+    # are multiplied by it before reaching icefall's schedule points (counted in its batches).
+    stacks: tuple[tuple[int, int, int], ...] = ()
+    constraints: bool = False
+    schedules: bool = True
+    schedule_scale: float = 1.0
     conv_expansion: int = 2
     kernel_size: int = 51
     dropout: float = 0.1
@@ -289,6 +298,10 @@ class Model:
     confidence_head: bool = True  # cfg_2's aux head on encoder frame 0
     backward_loss_weight: float = 0.4
     aux_loss_weight: float = 0.02
+    # Not in the 1st-place model (2nd and 11th place used it): a CTC head on the encoder whose
+    # loss is mixed in with this weight. It aligns encoder frames with characters early, which
+    # small models on little data need before the attention decoder locks on; 0 = off.
+    ctc_loss_weight: float = 0.0
 
     def validate(self, path):
         _check(self.encoder in ("squeezeformer", "zipformer"), f"{path}.encoder",
@@ -303,7 +316,17 @@ class Model:
                "must be a multiple of 4 with part_extractors")
         _check(self.blocks >= 1 and self.decoder_layers >= 1, path, "needs >= 1 block and layer")
         _check(self.kernel_size % 2 == 1, f"{path}.kernel_size", "must be odd")
-        for name in ("dropout", "backward_loss_weight", "aux_loss_weight"):
+        _check(self.schedule_scale > 0, f"{path}.schedule_scale", "must be > 0")
+        zipformer_only = (self.stacks or self.constraints or not self.schedules
+                          or self.schedule_scale != 1.0)
+        _check(self.encoder == "zipformer" or not zipformer_only, f"{path}.encoder",
+               "stacks, constraints, schedules and schedule_scale apply to the zipformer "
+               "encoder only")
+        for i, (n, factor, width) in enumerate(self.stacks):
+            _check(n >= 1 and factor >= 1 and 0 < width <= self.dim and width % self.heads == 0,
+                   f"{path}.stacks[{i}]", f"needs blocks >= 1, downsample >= 1 and a width <= "
+                   f"dim ({self.dim}) divisible by heads ({self.heads}), got {[n, factor, width]}")
+        for name in ("dropout", "backward_loss_weight", "aux_loss_weight", "ctc_loss_weight"):
             _prob(f"{path}.{name}", getattr(self, name))
 
 
@@ -319,6 +342,13 @@ class Train:
     grad_accumulation: int = 8  # effective batch = batch_size x replicas x this
     eval_every: int = 10  # epochs; the last epoch is always evaluated
     eval_batch_size: int = 64
+    # "adamw" + "cosine" is the reference; "scaled_adam" + "eden" is Zipformer's (spec 2.7),
+    # where learning_rate is Eden's base (icefall 0.045) and weight_decay/clip_norm are unused
+    # (ScaledAdam's scale learning and median clipping take their place).
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    eden_steps: float = 7500.0  # Eden's lr_batches, in optimizer steps
+    eden_epochs: float = 3.5
     precision: str = "auto"  # auto: bf16 on TPU, fp16 on GPU, fp32 on CPU
     strategy: str = "auto"  # auto | tpu | multiworker | mirrored | default
     runs_dir: str = "runs"
@@ -331,6 +361,11 @@ class Train:
         _check(self.clip_norm > 0, f"{path}.clip_norm", "must be > 0")
         _check(self.grad_accumulation >= 1, f"{path}.grad_accumulation", "must be >= 1")
         _check(self.eval_every >= 1, f"{path}.eval_every", "must be >= 1")
+        _check(self.optimizer in ("adamw", "scaled_adam"), f"{path}.optimizer",
+               "must be adamw or scaled_adam")
+        _check(self.schedule in ("cosine", "eden"), f"{path}.schedule", "must be cosine or eden")
+        _check(self.eden_steps > 0 and self.eden_epochs > 0, f"{path}.eden_steps",
+               "eden_steps and eden_epochs must be > 0")
         _check(self.precision in ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
                f"{path}.precision", "must be auto, float32, mixed_float16 or mixed_bfloat16")
         _check(self.strategy in ("auto", "tpu", "multiworker", "mirrored", "default"),

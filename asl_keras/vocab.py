@@ -23,6 +23,7 @@ SOS = NUM_CHARS + 1  # 60
 EOS = NUM_CHARS + 2  # 61
 DECODER_MASK = NUM_CHARS + 3  # 62: replaces decoder-input tokens in training only
 VOCAB_SIZE = NUM_CHARS + 4  # 63: decoder embedding and head size
+CTC_BLANK = NUM_CHARS  # 59: the blank of the optional CTC head (characters 0..58 + blank)
 
 MAX_PHRASE_LEN = 31  # longest phrase of the competition train set
 LABEL_LEN = MAX_PHRASE_LEN + 2  # 33: the reference's `max_phrase` (chars + EOS, padded)

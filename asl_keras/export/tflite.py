@@ -9,9 +9,11 @@ The serving graph (one signature `serving_default`, input `inputs` float32 `[fra
    that impossible;
 2. `T < MIN_FRAMES`: no decoding at all;
 3. otherwise `preprocess.preprocess(frames, max_len)`, the evaluation preprocessing itself
-   (normalisation, NaN/inf handling, nearest resampling or padding to `max_len` + mask), every
-   member's encoder, and the mean of the members' confidence logits (models with a confidence
-   head): `sigmoid(mean) < MIN_CONFIDENCE` means no decoding either;
+   (normalisation, NaN/inf handling, nearest resampling or padding to `max_len` + mask), cut
+   back to the real frames when every member is padding-invariant (`padding_invariant`: the
+   result is the same, the encoder cost follows the clip length), every member's encoder,
+   and the mean of the members' confidence logits (models with a confidence head):
+   `sigmoid(mean) < MIN_CONFIDENCE` means no decoding either;
 4. cached greedy decoding of the ensemble (`greedy_decode`: one `WHILE`, member logits
    averaged every step, stop at EOS, at most `LABEL_LEN` steps);
 5. the characters before the first EOS (ids outside the 59-character map are dropped, as
@@ -74,7 +76,7 @@ class ExportError(RuntimeError):
 
 
 @contextlib.contextmanager
-def _float32_policy():
+def float32_policy():
     """Build under float32: a mixed-precision model cannot be converted (bf16 KV cache and
     dtype clashes, ecosystem.md 4, pitfall 7); its float32 weights load unchanged."""
     previous = keras.config.dtype_policy()
@@ -90,7 +92,7 @@ def load_models(cfg: config.Config, checkpoints: Sequence[str]) -> list[Recogniz
     if not checkpoints:
         raise ValueError("at least one checkpoint is needed")
     models = []
-    with _float32_policy():
+    with float32_policy():
         for path in checkpoints:
             model = build_recognizer(cfg)
             model.load_weights(path)
@@ -127,6 +129,11 @@ def _recognise(models, frames, max_len: int):
     """`[T, F]` frames -> decoder ids `[LABEL_LEN + 1]` (SOS first), or no characters when the
     ensemble is unsure (mean confidence below MIN_CONFIDENCE)."""
     x, mask = preprocess.preprocess(frames, max_len)
+    if all(m.padding_invariant for m in models):
+        # Padding cannot change these models' outputs, so the encoders run on the real frames
+        # only: a 100-frame clip costs 100 frames of encoder, not max_len.
+        real = tf.minimum(tf.shape(frames)[0], max_len)
+        x, mask = x[:real], mask[:real]
     members, confidence = _encode(models, x[None], mask[None])
 
     def decode():

@@ -92,3 +92,47 @@ class LandmarkFeatureExtractor(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "filters": self.filters}
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class DominantHandFeatures(keras.layers.Layer):
+    """Shape of the signing hand, independent of handedness, position and size -> Dense(dim).
+
+    Not in the 1st-place model (which sees each hand in its own slot and relies on flip
+    augmentation; the 4th-place team mirrored left-handed signers instead, spec
+    competition_and_field). Per sequence the hand with more detected frames is the dominant
+    one; a left hand is mirrored (x -> -x) so both handednesses give the same features. Per
+    frame the 21 points are taken relative to the wrist and divided by their RMS distance from
+    it. Frames without that hand, and padded frames, give 0. Output `[B, T, dim]`.
+    """
+
+    def __init__(self, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.linear = keras.layers.Dense(dim, name="hand_linear", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.linear.build((*input_shape[:2], 21 * 3))
+
+    def call(self, x, frame_mask):
+        x = ops.cast(x, "float32")
+        mask = ops.cast(frame_mask, "float32")
+        hands = [ops.take(x, idx, axis=2) for idx in (landmarks.LEFT_HAND_IDX,
+                                                      landmarks.RIGHT_HAND_IDX)]
+        # A missing point is exactly 0 after normalisation (x + y == 0 as in PartNormalization).
+        present = [ops.cast(ops.any(ops.not_equal(h[..., 0] + h[..., 1], 0.0), axis=2),
+                            "float32") * mask for h in hands]
+        right = ops.sum(present[1], axis=1) >= ops.sum(present[0], axis=1)  # [B]
+        mirrored_left = hands[0] * ops.convert_to_tensor([-1.0, 1.0, 1.0])
+        hand = ops.where(right[:, None, None, None], hands[1], mirrored_left)
+        seen = ops.where(right[:, None], present[1], present[0])  # [B, T]
+        rel = hand - hand[:, :, :1]
+        size = ops.sqrt(ops.mean(ops.sum(ops.square(rel), axis=-1), axis=-1, keepdims=True))
+        shape = rel / ops.maximum(size, 1e-6)[..., None]
+        shape = ops.where(ops.isfinite(shape), shape, 0.0) * seen[..., None, None]
+        flat = ops.reshape(shape, (ops.shape(shape)[0], ops.shape(shape)[1], 21 * 3))
+        h = self.linear(ops.cast(flat, self.compute_dtype))
+        return h * ops.cast(seen[..., None], h.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim}

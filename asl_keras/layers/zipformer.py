@@ -10,8 +10,10 @@ Schedules (`ScheduledFloat`) are evaluated at the `step` argument of `call` (the
 passed down by the encoder; `None` = inference). Their default points are icefall's, counted in
 its batches; the trainer's optimizer steps may need other points (they are constructor args).
 Stochastic skips draw one number per *sequence* (batch axis 0 of `[B, T, C]`), never per frame,
-and are off at inference. icefall's Balancer/Whiten (gradient-only regularisers), const-attention
-and ScaledAdam-specific initial scales are not used.
+and are off at inference. With `constraints=True` the block output gets icefall's
+gradient-only regularisers (Balancer -> BiasNorm -> Bypass -> Balancer -> Whitener, spec 2.3
+step 9); the module-internal balancers, const-attention and ScaledAdam-specific initial scales
+are not used.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import keras_hub
 from keras import ops
 
 from asl_keras.layers.attention import _masked_softmax, _split_heads
+from asl_keras.layers.constraints import Balancer, Whitener
 from asl_keras.layers.conv_module import ConvModule, zero_pads
 from asl_keras.layers.scheduled import ScheduledFloat
 from asl_keras.layers.squeezeformer import FeedForward
@@ -296,7 +299,7 @@ class ZipformerBlock(keras.layers.Layer):
                  nla_dim: int | None = None, dropout: float = 0.1,
                  attention_skip_rate=ATTENTION_SKIP_RATE, conv_skip_rate=CONV_SKIP_RATE,
                  ff_skip_rate=FF_SKIP_RATE, layer_skip_rate=LAYER_SKIP_RATE,
-                 bypass_scale_min=BYPASS_SCALE_MIN, **kwargs):
+                 bypass_scale_min=BYPASS_SCALE_MIN, constraints: bool = False, **kwargs):
         super().__init__(**kwargs)
         if len(ffn_dims) != 3:
             raise ValueError(f"ffn_dims needs 3 hidden sizes, got {ffn_dims!r}")
@@ -325,6 +328,14 @@ class ZipformerBlock(keras.layers.Layer):
         self.norm = BiasNorm(name="norm", **p)
         self.bypass_end = Bypass(self.bypass_scale_min, self.layer_skip_rate, name="bypass_end",
                                  **p)
+        self.constraints = constraints
+        if constraints:  # icefall Zipformer2EncoderLayer's balancer1, balancer2 and whiten
+            self.balancer_in = Balancer(0.45, 0.55, min_abs=0.2, max_abs=4.0,
+                                        name="balancer_in", **p)
+            self.balancer_out = Balancer(0.45, 0.55, min_abs=0.1, max_abs=4.0,
+                                         name="balancer_out", **p)
+            self.whitener = Whitener(((0.0, 4.0), (20000.0, 12.0)), prob=0.25,
+                                     name="whitener", **p)
         self.seed_generator = keras.random.SeedGenerator()
 
     def build(self, input_shape):
@@ -358,7 +369,12 @@ class ZipformerBlock(keras.layers.Layer):
         x = _add(x, self.sa2(inp("sa2", x), weights), keep["attn"])
         x = _add(x, self.conv2(inp("conv2", x), frame_mask, training=training), keep["conv2"])
         x = _add(x, self.ffn3(inp("ffn3", x), training=training), keep["ffn3"])
+        if self.constraints:
+            x = self.balancer_in(x, step=step, training=training)
         x = self.bypass_end(x0, self.norm(x), step=step, training=training)
+        if self.constraints:
+            x = self.balancer_out(x, step=step, training=training)
+            x = self.whitener(x, frame_mask, step=step, training=training)
         return zero_pads(x, frame_mask)
 
     def get_config(self):
@@ -369,4 +385,5 @@ class ZipformerBlock(keras.layers.Layer):
                 "conv_skip_rate": self.conv_skip_rate.to_list(),
                 "ff_skip_rate": self.ff_skip_rate.to_list(),
                 "layer_skip_rate": self.layer_skip_rate.to_list(),
-                "bypass_scale_min": self.bypass_scale_min.to_list()}
+                "bypass_scale_min": self.bypass_scale_min.to_list(),
+                "constraints": self.constraints}

@@ -4,8 +4,9 @@
 and the concatenation of four part extractors (left hand, right hand, face, pose) over the
 part-normalised copy, each of width dim/4; cfg_1 uses the single all-landmark extractor.
 `SqueezeformerEncoder`: N identical `SqueezeformerBlock`s at full time resolution.
-`ZipformerEncoder`: N `ZipformerBlock`s; the training step reaches every scheduled value
-(bypass clamps, skip rates) through `call(..., step=optimizer.iterations)`.
+`ZipformerEncoder`: `ZipformerBlock`s, optionally in stacks at lower frame rates; the training
+step reaches every scheduled value (bypass clamps, skip rates, constraint probabilities)
+through `call(..., step=optimizer.iterations)`.
 Shapes: landmarks `[B, T, 130, 3]`, frame mask `[B, T]` -> `[B, T, D]`.
 """
 
@@ -14,42 +15,55 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from asl_keras.layers.feature_extractor import PARTS, LandmarkFeatureExtractor, PartNormalization
+from asl_keras.layers.conv_module import zero_pads
+from asl_keras.layers.downsample import SimpleDownsample, upsample
+from asl_keras.layers.feature_extractor import (
+    PARTS,
+    DominantHandFeatures,
+    LandmarkFeatureExtractor,
+    PartNormalization,
+)
 from asl_keras.layers.squeezeformer import SqueezeformerBlock
-from asl_keras.layers.zipformer import ZipformerBlock
+from asl_keras.layers.zipformer import Bypass, ZipformerBlock
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class LandmarkEmbedding(keras.layers.Layer):
-    def __init__(self, dim: int, parts: bool = True, **kwargs):
+    def __init__(self, dim: int, parts: bool = True, hand_features: bool = False, **kwargs):
         super().__init__(**kwargs)
         if parts and dim % len(PARTS):
             raise ValueError(f"dim must be divisible by {len(PARTS)} with part extractors, "
                              f"got {dim}")
-        self.dim, self.parts = dim, parts
+        self.dim, self.parts, self.hand_features = dim, parts, hand_features
         p = dict(dtype=self.dtype_policy)
         self.all = LandmarkFeatureExtractor(dim, name="feature_extractor", **p)
         self.part_norm = PartNormalization(**p) if parts else None
         self.part_extractors = [LandmarkFeatureExtractor(dim // len(PARTS),
                                                          name=f"feature_extractor_{name}", **p)
                                 for name in PARTS] if parts else []
+        self.hand = DominantHandFeatures(dim, name="dominant_hand", **p) if hand_features else None
 
     def build(self, input_shape):
         self.all.build(input_shape)
         for fe, idx in zip(self.part_extractors, PARTS.values(), strict=False):
             fe.build((*input_shape[:2], len(idx), 3))
+        if self.hand is not None:
+            self.hand.build(input_shape)
 
     def call(self, x, frame_mask, training=False):
         h = self.all(x, frame_mask, training=training)
-        if not self.parts:
-            return h
-        xp = self.part_norm(x)
-        feats = [fe(ops.take(xp, idx, axis=2), frame_mask, training=training)
-                 for fe, idx in zip(self.part_extractors, PARTS.values(), strict=True)]
-        return h + ops.concatenate(feats, axis=-1)
+        if self.parts:
+            xp = self.part_norm(x)
+            feats = [fe(ops.take(xp, idx, axis=2), frame_mask, training=training)
+                     for fe, idx in zip(self.part_extractors, PARTS.values(), strict=True)]
+            h = h + ops.concatenate(feats, axis=-1)
+        if self.hand is not None:
+            h = h + self.hand(x, frame_mask)
+        return h
 
     def get_config(self):
-        return {**super().get_config(), "dim": self.dim, "parts": self.parts}
+        return {**super().get_config(), "dim": self.dim, "parts": self.parts,
+                "hand_features": self.hand_features}
 
 
 class _BlockStack(keras.layers.Layer):
@@ -91,15 +105,91 @@ class SqueezeformerEncoder(_BlockStack):
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")
-class ZipformerEncoder(_BlockStack):
-    block_class = ZipformerBlock
+class ZipformerEncoder(keras.layers.Layer):
+    """Zipformer blocks in stacks, each at its own frame rate and width (spec 2.1).
+
+    `stacks`: `[(blocks, downsample, width), ...]`; default one stack of `blocks` blocks at
+    full rate and `dim`. A stack with downsample d > 1 runs on `SimpleDownsample(d)` of its
+    input (masks follow at every rate), is upsampled back and combined with its input by a
+    Bypass. A stack of width w < dim reads the first w channels and replaces them, so the
+    output carries every channel from the most recent stack that has it (icefall's
+    convert_num_channels / _get_full_dim_output). FFN widths scale with w / dim.
+    `schedules=False` freezes every schedule at the value the public fork ran with (skip rates
+    0, bypass scale_min 0; spec 1.4); `constraints` adds the Balancer/Whitener of each block.
+    Schedule points are icefall's, in its batches; `schedule_scale` multiplies the optimizer
+    step before it reaches them, so a run of N steps can go through icefall's whole 20k-batch
+    warm-up with `schedule_scale = 20000 / N`.
+    """
 
     def __init__(self, dim: int, blocks: int, heads: int = 4, ffn_dims=(156, 208, 260),
-                 kernel_size: int = 51, dropout: float = 0.1, **kwargs):
-        super().__init__(blocks, dict(dim=dim, heads=heads, ffn_dims=tuple(ffn_dims),
-                                      kernel_size=kernel_size, dropout=dropout), **kwargs)
+                 kernel_size: int = 51, dropout: float = 0.1, stacks=None,
+                 constraints: bool = False, schedules: bool = True,
+                 schedule_scale: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.heads, self.ffn_dims = dim, heads, tuple(ffn_dims)
+        self.schedule_scale = schedule_scale
+        self.kernel_size, self.dropout = kernel_size, dropout
+        self.constraints, self.schedules = constraints, schedules
+        self.stack_spec = [tuple(int(v) for v in s) for s in stacks] if stacks else [
+            (blocks, 1, dim)]
+        for n, factor, width in self.stack_spec:
+            if n < 1 or factor < 1 or not 0 < width <= dim or width % heads:
+                raise ValueError(f"bad stack (blocks={n}, downsample={factor}, width={width}): "
+                                 f"needs blocks >= 1, downsample >= 1 and a width <= {dim} "
+                                 f"divisible by {heads} heads")
+        frozen = {} if schedules else dict(attention_skip_rate=0.0, conv_skip_rate=0.0,
+                                           ff_skip_rate=0.0, layer_skip_rate=0.0,
+                                           bypass_scale_min=0.0)
+        p = dict(dtype=self.dtype_policy)
+        self.blocks, self.downsamplers, self.combiners = [], [], []
+        for n, factor, width in self.stack_spec:
+            ffn = tuple(max(1, round(f * width / dim)) for f in self.ffn_dims)
+            for _ in range(n):
+                self.blocks.append(ZipformerBlock(
+                    dim=width, heads=heads, ffn_dims=ffn, kernel_size=kernel_size,
+                    dropout=dropout, constraints=constraints,
+                    name=f"block_{len(self.blocks)}", **frozen, **p))
+            if factor > 1:
+                i = len(self.downsamplers)
+                self.downsamplers.append(SimpleDownsample(factor, name=f"downsample_{i}", **p))
+                self.combiners.append(Bypass(**({"scale_min": 0.0} if not schedules else {}),
+                                             name=f"stack_bypass_{i}", **p))
+
+    def build(self, input_shape):
+        blocks, rest = iter(self.blocks), iter(zip(self.downsamplers, self.combiners,
+                                                   strict=True))
+        for n, factor, width in self.stack_spec:
+            shape = (*input_shape[:-1], width)
+            for _ in range(n):
+                next(blocks).build(shape)
+            if factor > 1:
+                for layer in next(rest):
+                    layer.build(shape)
 
     def call(self, x, frame_mask, training=False, step=None):
-        for block in self.blocks:
-            x = block(x, frame_mask, step=step, training=training)
+        t = ops.shape(x)[1]
+        if step is not None:
+            step = ops.cast(step, "float32") * self.schedule_scale
+        blocks, rest = iter(self.blocks), iter(zip(self.downsamplers, self.combiners,
+                                                   strict=True))
+        for n, factor, width in self.stack_spec:
+            inp = x[..., :width]
+            h, mask = inp, frame_mask
+            if factor > 1:
+                down, combine = next(rest)
+                h, mask = down(inp, frame_mask)
+            for _ in range(n):
+                h = next(blocks)(h, mask, step=step, training=training)
+            if factor > 1:
+                h = combine(inp, upsample(h, factor, t), step=step, training=training)
+                h = zero_pads(h, frame_mask)
+            x = h if width == self.dim else ops.concatenate([h, x[..., width:]], axis=-1)
         return x
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "heads": self.heads,
+                "blocks": sum(n for n, _, _ in self.stack_spec),
+                "ffn_dims": list(self.ffn_dims), "kernel_size": self.kernel_size,
+                "dropout": self.dropout, "stacks": [list(s) for s in self.stack_spec],
+                "constraints": self.constraints, "schedules": self.schedules,
+                "schedule_scale": self.schedule_scale}

@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from asl_keras import config, vocab
+from asl_keras.layers import ctc
 from asl_keras.layers import decoder as dec
 from asl_keras.models.encoder import LandmarkEmbedding, SqueezeformerEncoder, ZipformerEncoder
 
@@ -24,7 +25,10 @@ def build_encoder(cfg: config.Model, dtype=None) -> keras.layers.Layer:
                                     cfg.ff_expansion, cfg.conv_expansion, cfg.kernel_size,
                                     cfg.dropout, cfg.zero_glu_pads, name="encoder", dtype=dtype)
     return ZipformerEncoder(cfg.dim, cfg.blocks, cfg.heads, cfg.ffn_dims, cfg.kernel_size,
-                            cfg.dropout, name="encoder", dtype=dtype)
+                            cfg.dropout, stacks=cfg.stacks or None,
+                            constraints=cfg.constraints, schedules=cfg.schedules,
+                            schedule_scale=cfg.schedule_scale,
+                            name="encoder", dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")
@@ -43,7 +47,8 @@ class Recognizer(keras.Model):
         self.cfg = config.from_dict(config.Model, model or {}, "model")
         self.decoder_mask = decoder_mask
         c, p = self.cfg, dict(dtype=self.dtype_policy)
-        self.embedding = LandmarkEmbedding(c.dim, c.part_extractors, name="embedding", **p)
+        self.embedding = LandmarkEmbedding(c.dim, c.part_extractors, c.hand_features,
+                                           name="embedding", **p)
         self.encoder = build_encoder(c, self.dtype_policy)
 
         def decoder(name):
@@ -54,6 +59,9 @@ class Recognizer(keras.Model):
         self.backward_decoder = decoder("decoder2") if c.backward_decoder else None
         self.confidence_head = (keras.layers.Dense(1, name="aux_fc", **p)
                                 if c.confidence_head else None)
+        # characters + a blank; training-only, so exports never contain it
+        self.ctc_head = (keras.layers.Dense(vocab.CTC_BLANK + 1, name="ctc_fc", **p)
+                         if c.ctc_loss_weight > 0 else None)
         self.seed_generator = keras.random.SeedGenerator(0)
 
     def build(self, input_shape=None):
@@ -63,8 +71,15 @@ class Recognizer(keras.Model):
         for d in (self.decoder, self.backward_decoder):
             if d is not None:
                 d.build()
-        if self.confidence_head is not None:
-            self.confidence_head.build((None, self.cfg.dim))
+        for head in (self.confidence_head, self.ctc_head):
+            if head is not None:
+                head.build((None, self.cfg.dim))
+
+    @property
+    def padding_invariant(self) -> bool:
+        """True when padded frames cannot change the outputs on real frames: every Zipformer,
+        and a Squeezeformer with `zero_glu_pads` (the reference conv module leaks padding)."""
+        return self.cfg.encoder == "zipformer" or self.cfg.zero_glu_pads
 
     def encode(self, landmarks, mask, training=False, step=None):
         """`[B, T, 130, 3]`, `[B, T]` -> encoder output `[B, T, dim]`."""
@@ -96,16 +111,25 @@ class Recognizer(keras.Model):
             out["targets_bwd"], out["weights_bwd"] = targets, weights
         if self.confidence_head is not None:
             out["confidence"] = self.confidence(encoded)
+        if self.ctc_head is not None:
+            out["ctc_logits"] = ops.cast(self.ctc_head(encoded), "float32")
         return out
 
     def per_sample_loss(self, inputs, outputs):
-        """`0.98 * (0.6 CE_fwd + 0.4 CE_bwd) + 0.02 BCE_conf` per sample `[B]` (cfg_1: CE)."""
+        """`0.98 * (0.6 CE_fwd + 0.4 CE_bwd) + 0.02 BCE_conf` per sample `[B]` (cfg_1: CE).
+
+        With `ctc_loss_weight = w > 0` the decoder term becomes `(1 - w) CE + w CTC`.
+        """
         c = self.cfg
         loss = dec.sequence_cross_entropy(inputs["labels"], outputs["logits"])
         if "logits_bwd" in outputs:
             bwd = dec.sequence_cross_entropy(outputs["targets_bwd"], outputs["logits_bwd"],
                                              outputs["weights_bwd"])
             loss = (1 - c.backward_loss_weight) * loss + c.backward_loss_weight * bwd
+        if "ctc_logits" in outputs:
+            aligned = ctc.ctc_loss_per_char(inputs["labels"], outputs["ctc_logits"],
+                                            inputs["mask"])
+            loss = (1 - c.ctc_loss_weight) * loss + c.ctc_loss_weight * aligned
         if "confidence" in outputs:
             target = ops.cast(inputs["score"], "float32")
             logit = outputs["confidence"]

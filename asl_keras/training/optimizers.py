@@ -1,4 +1,5 @@
-"""The reference's optimisation: AdamW, cosine schedule with linear warmup, global-norm clip.
+"""The reference's optimisation: AdamW, cosine schedule with linear warmup, global-norm clip;
+or Zipformer's ScaledAdam and Eden (`scaled_adam.py`), chosen by `train.optimizer/schedule`.
 
 The schedule advances per micro-batch, like the reference (`scheduler.step()` every batch while
 the optimizer steps every `grad_accumulation` batches): Keras counts `iterations` per `apply`
@@ -13,6 +14,7 @@ import keras
 from keras import ops
 
 from asl_keras import config
+from asl_keras.training.scaled_adam import Eden, ScaledAdam
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")
@@ -36,14 +38,25 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup": self.warmup, "total": self.total}
 
 
-def make_optimizer(train: config.Train, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """AdamW with the warmup-cosine schedule, clipping and accumulation of the config.
+def make_schedule(train: config.Train, steps_per_epoch: int):
+    """The config's learning-rate schedule, in optimizer `iterations` (micro-batches)."""
+    warmup = int(train.warmup_epochs * steps_per_epoch)
+    if train.schedule == "eden":
+        return Eden(train.learning_rate, train.eden_steps, train.eden_epochs, steps_per_epoch,
+                    warmup_steps=warmup)
+    return WarmupCosine(train.learning_rate, warmup, train.epochs * steps_per_epoch)
 
-    Weight decay applies to every parameter, norms and biases included, as in the reference.
+
+def make_optimizer(train: config.Train, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The config's optimizer with its schedule and gradient accumulation.
+
+    AdamW: weight decay on every parameter, norms and biases included, as in the reference,
+    and global-norm clipping at `clip_norm`.
     """
-    schedule = WarmupCosine(train.learning_rate, int(train.warmup_epochs * steps_per_epoch),
-                            train.epochs * steps_per_epoch)
+    schedule = make_schedule(train, steps_per_epoch)
     accumulate = train.grad_accumulation if train.grad_accumulation > 1 else None
+    if train.optimizer == "scaled_adam":
+        return ScaledAdam(learning_rate=schedule, gradient_accumulation_steps=accumulate)
     return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=train.weight_decay,
                                   global_clipnorm=train.clip_norm,
                                   gradient_accumulation_steps=accumulate)

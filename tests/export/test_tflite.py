@@ -216,3 +216,27 @@ def test_full_size_two_model_ensembles_fit_in_40_mb(config_path, tmp_path):
     print(f"{config_path}: {result.size_bytes / 1e3:,.0f} kB, converted in "
           f"{result.convert_seconds:.0f} s")
     assert result.fp16 and result.size_bytes < tflite.SIZE_LIMIT
+
+
+def test_zipformer_training_machinery_leaves_no_trace_in_the_export():
+    """Stacks with downsampling export and match Keras; Balancer/Whitener, skips and CTC head
+    add no op (the op set equals that of the same model without them)."""
+    base = {**TINY["model"], "blocks": 2, "stacks": [[1, 1, 32], [1, 2, 32]]}
+    keras.utils.set_random_seed(3)
+    plain = build_recognizer(config.from_dict(config.Config, {"data": TINY["data"],
+                                                              "model": base}))
+    keras.utils.set_random_seed(3)
+    full = build_recognizer(config.from_dict(config.Config, {
+        "data": TINY["data"], "model": {**base, "constraints": True, "ctc_loss_weight": 0.3}}))
+    from tests.export import rig
+
+    rig([full])
+    ops_full = tflite.operator_names(tflite.convert([full], MAX_LEN, fp16=False))
+    ops_plain = tflite.operator_names(tflite.convert([plain], MAX_LEN, fp16=False))
+    assert ops_full == ops_plain
+    assert not {op for op in ops_full if "RANDOM" in op or "MULTINOMIAL" in op}
+    run = tflite.runner(tflite.convert([full], MAX_LEN, fp16=False))
+    clips = tflite.sample_sequences(16, seed=4)
+    reference = tflite.keras_texts([full], MAX_LEN, clips)
+    assert_meaningful(reference, 8)
+    assert [tflite.tflite_text(run, c) for c in clips] == reference

@@ -1,0 +1,151 @@
+"""Zipformer ablation (issue 7): five encoders trained alike, scored alike.
+
+`python -m asl_keras.bench ablation [--seeds 0 1] [--epochs N]` trains every variant of
+`VARIANTS` on the same synthetic data (`configs/ablation.yaml`), for the same number of steps
+and at about the same encoder parameter count, with each seed, then prints a table of the
+validation score (mean over seeds), training throughput and TFLite latency, and writes it to
+`bench_out/ablation.md` and into README.md between the ablation markers.
+
+Variants (each adds to the one before, except that (a) is the reference):
+(a) the 1st-place Squeezeformer encoder;
+(b) the public fork's Zipformer element set with its schedules frozen as it ran them;
+(c) (b) with working schedules and the Balancer/Whitener;
+(d) (c) trained with ScaledAdam + Eden instead of AdamW + cosine;
+(e) (d) with temporal downsampling: the second block runs at half the frame rate.
+Sizes: Squeezeformer 4 blocks = 190k encoder parameters, Zipformer 2 blocks (each has two
+attention and two conv modules) = 181k; downsampling adds 66 parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+
+from asl_keras import config
+
+BASE_CONFIG = "configs/ablation.yaml"
+RUNS_DIR = os.path.join("runs", "ablation")
+MARK_START, MARK_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
+
+_ZIPFORMER = ["model.encoder=zipformer", "model.blocks=2", "model.ffn_dims=[48,64,80]"]
+_WORKING = ["model.schedules=true", "model.constraints=true"]
+_SCALED_ADAM = ["train.optimizer=scaled_adam", "train.schedule=eden",
+                "train.learning_rate=0.045", "train.eden_steps=150"]
+VARIANTS = {
+    "a": ("1st-place Squeezeformer (4 blocks)", ["model.encoder=squeezeformer"]),
+    "b": ("fork's Zipformer set, schedules frozen", [*_ZIPFORMER, "model.schedules=false"]),
+    "c": ("(b) + working schedules + Balancer/Whitener", [*_ZIPFORMER, *_WORKING]),
+    "d": ("(c) + ScaledAdam/Eden", [*_ZIPFORMER, *_WORKING, *_SCALED_ADAM]),
+    "e": ("(d) + downsampling: block 2 at half frame rate",
+          [*_ZIPFORMER, *_WORKING, *_SCALED_ADAM, "model.stacks=[[1,1,64],[1,2,64]]"]),
+}
+
+
+def variant_config(key: str, seed: int, epochs: int | None) -> config.Config:
+    overrides = [*VARIANTS[key][1], f"seed={seed}", f"name=ablation_{key}",
+                 f"train.runs_dir={RUNS_DIR}"]
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    cfg = config.load(BASE_CONFIG, overrides)
+    if cfg.model.encoder == "zipformer":  # go through icefall's whole schedule in this run
+        from asl_keras.training.trainer import steps_per_epoch
+
+        total = cfg.train.epochs * steps_per_epoch(cfg, 1)
+        cfg = config.load(BASE_CONFIG, [*overrides, f"model.schedule_scale={20000 / total}"])
+    return cfg
+
+
+def encoder_parameters(cfg: config.Config) -> int:
+    from asl_keras.models.recognizer import build_recognizer
+
+    model = build_recognizer(cfg)
+    return int(sum(np.prod(v.shape) for v in model.encoder.trainable_weights))
+
+
+def tflite_latency_ms(cfg: config.Config, weights: str, frames: int = 128,
+                      repeats: int = 20) -> float:
+    """Median single-thread latency of a one-model fp32 export on one `frames`-frame clip."""
+    from asl_keras.export import tflite
+
+    models = tflite.load_models(cfg, [weights])
+    runner = tflite.runner(tflite.convert(models, cfg.data.max_len, fp16=False), num_threads=1)
+    clip = tflite.sample_sequences(1, seed=0)[0]
+    clip = np.resize(clip, (frames, clip.shape[1])).astype("float32")
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        runner(inputs=clip)
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times[1:]))
+
+
+def run_variant(key: str, seed: int, epochs: int | None) -> dict:
+    from asl_keras.training.run import prepare_records
+    from asl_keras.training.trainer import Trainer, run_dir, steps_per_epoch
+
+    cfg = variant_config(key, seed, epochs)
+    prepare_records(cfg)
+    shutil.rmtree(run_dir(cfg), ignore_errors=True)  # a fresh run each time
+    result = Trainer(cfg, verbose=False).fit()
+    history = pd.read_csv(os.path.join(run_dir(cfg), "history.csv"))
+    seconds = history["seconds"].iloc[1:].mean() if len(history) > 1 else history["seconds"][0]
+    samples = steps_per_epoch(cfg, 1) * cfg.data.batch_size
+    return {"variant": key, "seed": seed, "score": result["score"],
+            "samples_per_s": samples / seconds,
+            "weights": os.path.join(run_dir(cfg), "model.weights.h5"), "cfg": cfg}
+
+
+def table(runs: list[dict], latency: dict[str, float], params: dict[str, int]) -> str:
+    lines = ["| variant | encoder params | validation score (mean of seeds) | per seed | "
+             "train samples/s | TFLite ms/clip (128 frames, 1 thread) |",
+             "|---|---|---|---|---|---|"]
+    for key, (label, _) in VARIANTS.items():
+        mine = [r for r in runs if r["variant"] == key]
+        if not mine:
+            continue
+        scores = [r["score"] for r in mine]
+        lines.append(f"| ({key}) {label} | {params[key]:,} | {np.mean(scores):.3f} | "
+                     + " / ".join(f"{s:.3f}" for s in scores)
+                     + f" | {np.mean([r['samples_per_s'] for r in mine]):.0f} | "
+                     f"{latency[key]:.1f} |")
+    return "\n".join(lines)
+
+
+def write_readme(text: str, readme: str = "README.md") -> bool:
+    """Replace the block between the ablation markers of the README; False if no markers."""
+    if not os.path.exists(readme):
+        return False
+    with open(readme, encoding="utf-8") as f:
+        content = f.read()
+    pattern = re.compile(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), re.S)
+    if not pattern.search(content):
+        return False
+    content = pattern.sub(lambda _: f"{MARK_START}\n{text}\n{MARK_END}", content)
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write(content)
+    return True
+
+
+def run(seeds=(0, 1), epochs: int | None = None, variants=tuple(VARIANTS),
+        out_dir: str = "bench_out") -> str:
+    runs, latency, params = [], {}, {}
+    for key in variants:
+        for seed in seeds:
+            print(f"ablation ({key}) seed {seed} ...", flush=True)
+            runs.append(run_variant(key, seed, epochs))
+            print(f"  score {runs[-1]['score']:.4f}", flush=True)
+        first = next(r for r in runs if r["variant"] == key)
+        params[key] = encoder_parameters(first["cfg"])
+        latency[key] = tflite_latency_ms(first["cfg"], first["weights"])
+    text = table(runs, latency, params)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "ablation.md"), "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    if write_readme(text):
+        print("README.md ablation table updated")
+    return text

@@ -1,0 +1,176 @@
+"""Zipformer's activation constraints: identity forward, an extra gradient term backward.
+
+Spec `zipformer_and_seed.md` section 2.8 (icefall `scaling.py`, paper App. A.3). Both layers
+return their input unchanged; in training, with a scheduled probability per call, they add to
+the incoming gradient the gradient of a penalty on the activation statistics, scaled relative
+to that incoming gradient. Out of training they build no op at all, so an exported model has
+no trace of them. Penalty gradients are written out analytically (no nested tape), in float32
+whatever the compute dtype, so they run on every backend, under XLA and in mixed precision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from asl_keras.layers.scheduled import ScheduledFloat
+
+_TINY = 1e-20
+
+
+def _with_extra_gradient(x, fire, extra_gradient):
+    """`x` forward; backward `g + fire * extra_gradient(x32, g32)` (fire: float 0/1 scalar)."""
+
+    @ops.custom_gradient
+    def _apply(v, on):
+        def grad(*args, upstream=None):
+            g = args[0] if upstream is None else upstream
+            g32 = ops.cast(g, "float32")
+            extra = extra_gradient(ops.cast(v, "float32"), g32)
+            return ops.cast(g32 + on * extra, g.dtype), ops.zeros_like(on)
+
+        return ops.copy(v), grad
+
+    return _apply(x, fire)
+
+
+def _fires(prob: ScheduledFloat, step, seed_generator):
+    """1.0 with probability `prob(step)`, else 0.0 (one draw per call)."""
+    return ops.cast(keras.random.uniform((), seed=seed_generator) < prob.value(step), "float32")
+
+
+def balancer_gradient(x, g, min_mean, max_mean, min_rms, max_rms, grad_scale):
+    """Balancer term for `x, g [..., C]`: statistics per channel over all other axes.
+
+    Penalty per channel: `|m - clip(m, min_mean, max_mean)| + |log(clip(r, min_rms, max_rms)/r)|`
+    with `m = mean / std` and `r = RMS`. Its gradient is normalised to RMS `grad_scale` per
+    channel and multiplied elementwise by `|g|` (icefall's noisy estimate of the gradient's
+    magnitude at that element).
+    """
+    axes = tuple(range(len(x.shape) - 1))
+    n = ops.cast(ops.prod(ops.shape(x)[:-1]), "float32")
+    mean = ops.mean(x, axis=axes, keepdims=True)
+    sq = ops.mean(ops.square(x), axis=axes, keepdims=True)
+    std = ops.sqrt(ops.maximum(sq - ops.square(mean), _TINY))
+    rms = ops.sqrt(ops.maximum(sq, _TINY))
+    m = mean / std
+    m_sign = ops.sign(m - ops.clip(m, min_mean, max_mean))
+    r_sign = ops.sign(rms - ops.clip(rms, min_rms, max_rms))
+    # dm/dx_i = 1/(n std) - mean (x_i - mean) / (n std^3);  d|log(c/r)|/dx_i = sign x_i / (n r^2)
+    dm = 1.0 / (n * std) - mean * (x - mean) / (n * std ** 3)
+    loss_grad = m_sign * dm + r_sign * x / (n * ops.square(rms))
+    grad_rms = ops.sqrt(ops.maximum(ops.mean(ops.square(loss_grad), axis=axes, keepdims=True),
+                                    _TINY))
+    return ops.abs(g) * loss_grad * (grad_scale / grad_rms)
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class Balancer(keras.layers.Layer):
+    """Keeps each channel's share of positive values and mean |x| in range (gradient only).
+
+    `min_positive`/`max_positive` become bounds on mean/std through the approximate inverse
+    `mean/std ~ 0.814 atanh(2p - 1)`; `min_abs`/`max_abs` become RMS bounds (`RMS ~ 1.2533
+    mean|x|` for a Gaussian). `prob` is a schedule of the optimizer step (icefall default 0.5 ->
+    0.125 over 8k steps). `call(x, step=None, training=False)`: `x [..., C]` unchanged.
+    """
+
+    def __init__(self, min_positive: float = 0.05, max_positive: float = 0.95,
+                 min_abs: float = 0.2, max_abs: float = 100.0, grad_scale: float = 0.04,
+                 prob=((0.0, 0.5), (8000.0, 0.125)), **kwargs):
+        super().__init__(**kwargs)
+        self.min_positive, self.max_positive = min_positive, max_positive
+        self.min_abs, self.max_abs, self.grad_scale = min_abs, max_abs, grad_scale
+        self.prob = ScheduledFloat.of(prob)
+        self.seed_generator = keras.random.SeedGenerator()
+
+    @staticmethod
+    def _mean_over_std(p: float) -> float:
+        return 0.814 * math.atanh(min(max(2 * p - 1, -0.999), 0.999))
+
+    def call(self, x, step=None, training=False):
+        if not training:
+            return x
+        bounds = (self._mean_over_std(self.min_positive), self._mean_over_std(self.max_positive),
+                  1.2533 * self.min_abs, 1.2533 * self.max_abs, self.grad_scale)
+        return _with_extra_gradient(x, _fires(self.prob, step, self.seed_generator),
+                                    lambda v, g: balancer_gradient(v, g, *bounds))
+
+    def get_config(self):
+        return {**super().get_config(), "min_positive": self.min_positive,
+                "max_positive": self.max_positive, "min_abs": self.min_abs,
+                "max_abs": self.max_abs, "grad_scale": self.grad_scale,
+                "prob": self.prob.to_list()}
+
+
+def _centred_rows(x, frame_mask):
+    """`x [B, T, C]` -> centred rows `[N, C]` (padded frames as zero rows) and the row weights."""
+    c = ops.shape(x)[-1]
+    rows = ops.reshape(x, (-1, c))
+    w = (ops.ones_like(rows[:, :1]) if frame_mask is None
+         else ops.reshape(ops.cast(frame_mask, "float32"), (-1, 1)))
+    mean = ops.sum(rows * w, axis=0, keepdims=True) / ops.maximum(ops.sum(w), 1.0)
+    return (rows - mean) * w
+
+
+def whitening_metric(x, frame_mask=None):
+    """`mean(eig^2) / mean(eig)^2` of the channel covariance of `x [..., T, C]` (>= 1; 1 = white).
+
+    `(sum_ij C_ij^2 / D) / (sum_i C_ii / D)^2` with `C = X^T X` over the (real) frames of the
+    centred `X`. Frames where `frame_mask` is 0 are left out.
+    """
+    xc = _centred_rows(ops.cast(x, "float32"), frame_mask)
+    d = ops.cast(ops.shape(xc)[-1], "float32")
+    cov = ops.matmul(ops.transpose(xc), xc)
+    return (ops.sum(ops.square(cov)) / d) / (ops.square(ops.trace(cov) / d) + _TINY)
+
+
+def whitener_gradient(x, g, limit, grad_scale, frame_mask=None):
+    """Whitener term: gradient of `relu(metric - limit)` rescaled to `grad_scale * |g|`.
+
+    With `A = sum C_ij^2 / D`, `B = tr C / D`: `dA/dX = 4 X C / D`, `dB/dX = 2 X / D`, and the
+    centring needs no correction (both are linear in the centred X, whose rows sum to 0).
+    """
+    xc = _centred_rows(x, frame_mask)
+    d = ops.cast(ops.shape(xc)[-1], "float32")
+    cov = ops.matmul(ops.transpose(xc), xc)
+    a = ops.sum(ops.square(cov)) / d
+    b = ops.trace(cov) / d + _TINY
+    dx = 4.0 * ops.matmul(xc, cov) / (d * b ** 2) - 2.0 * a / b ** 3 * 2.0 * xc / d
+    active = ops.cast(a / ops.square(b) > limit, "float32")
+    dx = ops.reshape(dx, ops.shape(x))
+    scale = grad_scale * ops.sqrt(ops.sum(ops.square(g))) / (
+        ops.sqrt(ops.sum(ops.square(dx))) + _TINY)
+    return active * dx * scale
+
+
+@keras.saving.register_keras_serializable(package="asl_keras")
+class Whitener(keras.layers.Layer):
+    """Pushes the channel covariance of `x [B, T, C]` towards white when its metric > limit.
+
+    Gradient only. icefall fires with a small probability under the limit and a larger one
+    over it; here one scheduled `prob` decides whether the term is computed and the term is 0
+    under the limit, which is the same gradient in expectation at the over-limit rate.
+    `call(x, frame_mask=None, step=None, training=False)`.
+    """
+
+    def __init__(self, limit=((0.0, 7.5), (20000.0, 15.0)), grad_scale: float = 0.01,
+                 prob: float | list = 0.25, **kwargs):
+        super().__init__(**kwargs)
+        self.limit = ScheduledFloat.of(limit)
+        self.grad_scale = grad_scale
+        self.prob = ScheduledFloat.of(prob)
+        self.seed_generator = keras.random.SeedGenerator()
+
+    def call(self, x, frame_mask=None, step=None, training=False):
+        if not training:
+            return x
+        limit = self.limit.value(step)
+        return _with_extra_gradient(
+            x, _fires(self.prob, step, self.seed_generator),
+            lambda v, g: whitener_gradient(v, g, limit, self.grad_scale, frame_mask))
+
+    def get_config(self):
+        return {**super().get_config(), "limit": self.limit.to_list(),
+                "grad_scale": self.grad_scale, "prob": self.prob.to_list()}
