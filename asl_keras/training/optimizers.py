@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from asl_keras import config
+from asl_keras.training.clipping import AdamW
 from asl_keras.training.scaled_adam import Eden, ScaledAdam
 
 
@@ -51,12 +52,12 @@ def make_optimizer(train: config.Train, steps_per_epoch: int) -> keras.optimizer
     """The config's optimizer with its schedule and gradient accumulation.
 
     AdamW: weight decay on every parameter, norms and biases included, as in the reference,
-    and global-norm clipping at `clip_norm`.
+    and global-norm clipping at `clip_norm` of the gradient summed over replicas.
     """
     schedule = make_schedule(train, steps_per_epoch)
     accumulate = train.grad_accumulation if train.grad_accumulation > 1 else None
     if train.optimizer == "scaled_adam":
         return ScaledAdam(learning_rate=schedule, gradient_accumulation_steps=accumulate)
-    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=train.weight_decay,
+    return AdamW(learning_rate=schedule, weight_decay=train.weight_decay,
                                   global_clipnorm=train.clip_norm,
                                   gradient_accumulation_steps=accumulate)

@@ -16,14 +16,17 @@ Deviation: `param_min_rms` defaults to 0.01, not icefall's 1e-5. Keras starts bi
 BatchNorm betas and the block's module shifts at exactly 0 (icefall's layers start them small
 and random); with a 1e-5 floor they would take steps of lr * 1e-5 and stay frozen.
 Simplifications, said plainly: `r` and the scale step are updated every step (icefall: every 4
-steps, for speed, and groups same-shaped tensors); the clipping statistics are those of the
-gradients this replica sees before Keras all-reduces them.
+steps, for speed, and groups same-shaped tensors). The clipping norm is that of the gradient
+summed over replicas (`clipping.summed_over_replicas`), so it does not depend on the replica
+count.
 """
 
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+from asl_keras.training.clipping import summed_over_replicas
 
 _HISTORY = 100  # gradient norms kept for the median
 
@@ -70,7 +73,7 @@ class ScaledAdam(keras.optimizers.Optimizer):
         """Clip the global norm of `g * param_rms` to clipping_scale x its running median."""
         grads = super()._clip_gradients(grads)
         terms = []
-        for g, v in zip(grads, self._trainable_variables, strict=True):
+        for g, v in zip(summed_over_replicas(grads), self._trainable_variables, strict=True):
             if g is None:
                 continue
             rms = 1.0 if self._is_scalar(v) else self._param_rms(v)
