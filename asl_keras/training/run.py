@@ -9,7 +9,13 @@ import tensorflow as tf
 
 from asl_keras import config
 from asl_keras.data import convert, synthetic
-from asl_keras.training.trainer import CheckpointMismatch, Trainer, TrainingDiverged, run_dir
+from asl_keras.training.trainer import (
+    CheckpointMismatch,
+    Trainer,
+    TrainingDiverged,
+    WorkerLost,
+    run_dir,
+)
 
 
 def resolve_config(args) -> config.Config:
@@ -46,7 +52,7 @@ def main_train(args) -> int:
         prepare_records(cfg)
         result = Trainer(cfg).fit(resume=args.resume)
     except (config.ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged,
-            CheckpointMismatch) as e:
+            CheckpointMismatch, WorkerLost) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"done: {run_dir(cfg)}; validation " + ", ".join(f"{k} {v:.4f}"

@@ -32,6 +32,15 @@ class TrainingDiverged(RuntimeError):
     """The loss became non-finite; the last good checkpoint is kept."""
 
 
+class WorkerLost(RuntimeError):
+    """Another worker (or the coordinator) stopped answering; resume from the last checkpoint."""
+
+
+# What TensorFlow raises in a collective op when a peer process dies or stops answering.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.CancelledError, tf.errors.AbortedError)
+
+
 class CheckpointMismatch(ValueError):
     """A run folder whose checkpoints were written for another architecture."""
 
@@ -87,10 +96,12 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(model=list(self.model.variables),
                                               optimizer=list(self.optimizer.variables),
                                               epoch=self.epoch)
-        ckpt_dir = os.path.join(self.dir, "ckpt")
-        if not self.chief:  # other workers write to a scratch folder (TF's multi-worker rule)
-            ckpt_dir = os.path.join(self.dir, f"ckpt_worker_{id(self)}")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
+        # Every worker restores from the chief's folder; the others write to a scratch folder
+        # (TF's multi-worker rule: all must save, only the chief's copy is kept).
+        self.ckpt_dir = os.path.join(self.dir, "ckpt")
+        write_dir = self.ckpt_dir if self.chief else os.path.join(self.dir,
+                                                                  f"ckpt_worker_{id(self)}")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=2)
         self._train_step = None
 
     # ------------------------------------------------------------------ steps
@@ -117,9 +128,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ run
 
+    def last_checkpoint(self) -> str:
+        return tf.train.latest_checkpoint(self.ckpt_dir) or "none (first epoch)"
+
     def restore(self) -> int:
-        """Load the latest checkpoint if any; returns the epoch to start from."""
-        latest = self.manager.latest_checkpoint
+        """Load the chief's latest checkpoint if any; returns the epoch to start from."""
+        latest = tf.train.latest_checkpoint(self.ckpt_dir)
         if not latest:
             return 0
         saved = os.path.join(self.dir, "config.yaml")
@@ -140,7 +154,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
         os.makedirs(self.dir, exist_ok=True)
-        if not resume and self.manager.latest_checkpoint:
+        if not resume and tf.train.latest_checkpoint(self.ckpt_dir):
             raise FileExistsError(f"{self.dir} already holds checkpoints; pass --resume to "
                                   "continue or choose another name/seed")
         start = self.restore() if resume else 0
@@ -159,11 +173,18 @@ class Trainer:
                                       verbose=1 if self.verbose else 0)
             t0, losses = time.perf_counter(), []
             for step in range(self.steps):
-                loss = float(self.train_step(next(batches)))
+                try:
+                    loss = float(self.train_step(next(batches)))
+                except _PEER_ERRORS as e:
+                    raise WorkerLost(
+                        f"lost another worker at epoch {epoch + 1}, step {step + 1} "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); last "
+                        f"checkpoint: {self.last_checkpoint()}. Restart every worker with "
+                        "--resume.") from e
                 if not np.isfinite(loss):
                     raise TrainingDiverged(
                         f"loss became {loss} at epoch {epoch + 1}, step {step + 1}; last good "
-                        f"checkpoint: {self.manager.latest_checkpoint or 'none (first epoch)'}")
+                        f"checkpoint: {self.last_checkpoint()}")
                 losses.append(loss)
                 rate = (step + 1) * self.global_batch / (time.perf_counter() - t0)
                 bar.update(step + 1, [("loss", loss), ("lr", self.learning_rate()),

@@ -57,3 +57,51 @@ def test_two_workers_train_like_one_process(synthetic_records, tmp_path):
         assert r["losses"] == pytest.approx(single["losses"], rel=1e-5)
     # the optimizer moved (clipping at 0.5 active): losses change step to step
     assert len(set(round(x, 6) for x in single["losses"])) == steps
+
+
+TINY_RUN = ["data.max_len=32", "data.buffer_len=64", "data.batch_size=4", "data.scores=null",
+            "data.shuffle_buffer=32", "model.dim=16", "model.blocks=1", "model.decoder_ffn=32",
+            "model.kernel_size=5", "model.backward_decoder=false", "train.grad_accumulation=1",
+            "train.eval_batch_size=16", "train.eval_every=100", "name=mw", "data.fold=0"]
+
+
+def train_worker(records, runs_dir, epochs, index, cluster, resume=False):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                "index": index}})
+    cmd = [sys.executable, "train_tf.py", "--config", "configs/cfg_2_squeezeformer.yaml",
+           *TINY_RUN, f"data.records={records}", f"train.runs_dir={runs_dir}",
+           f"train.epochs={epochs}"] + (["--resume"] if resume else [])
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_killing_a_worker_gives_a_clear_error_and_the_run_resumes(synthetic_records, tmp_path):
+    import time
+
+    cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
+    runs = tmp_path / "runs"
+    workers = [train_worker(synthetic_records, runs, 40, i, cluster) for i in range(2)]
+    ckpt = runs / "mw_fold0_seed0" / "ckpt" / "checkpoint"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and workers[0].poll() is None:
+        time.sleep(0.5)
+    assert ckpt.exists(), workers[0].communicate()[1][-3000:]
+    workers[1].kill()
+    _, err = workers[0].communicate(timeout=300)
+    assert workers[0].returncode == 2, err[-3000:]
+    assert "lost another worker" in err and "--resume" in err, err[-3000:]
+    # both workers restarted with --resume finish from the last checkpoint
+    done = sorted(int(p.name.split("-")[1].split(".")[0])
+                  for p in ckpt.parent.glob("ckpt-*.index"))
+    cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
+    last = done[-1] + 1
+    workers = [train_worker(synthetic_records, runs, last, i, cluster, resume=True)
+               for i in range(2)]
+    for w in workers:
+        out, err = w.communicate(timeout=600)
+        assert w.returncode == 0, err[-3000:]
+    with open(runs / "mw_fold0_seed0" / "history.csv") as f:
+        epochs = [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
+    assert epochs == list(range(1, last + 1))

@@ -1,0 +1,46 @@
+"""The three notebooks run top to bottom in demo mode (DEMO = True), and leave their outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import nbformat
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_notebook(name, out_dir):
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"), as_version=4)
+    parameters = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert parameters and "DEMO = True" in parameters[0].source
+    os.environ["ASL_NOTEBOOK_OUT"] = str(out_dir)
+    os.environ["ASL_KERAS_REPO"] = ROOT
+    NotebookClient(nb, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}}).execute()
+    return nb
+
+
+@pytest.mark.slow
+def test_notebooks_run_in_demo_mode_and_write_their_outputs(tmp_path):
+    out = tmp_path / "out"
+    run_notebook("train_tpu", out)
+    history = pd.read_csv(out / "checkpoints" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2]  # one epoch, a "session limit", one resumed
+    assert history["score"].notna().all()
+    assert (out / "checkpoints" / "model.weights.h5").stat().st_size > 0
+    assert (out / "checkpoints" / "loss.png").stat().st_size > 0
+
+    run_notebook("submission", out)
+    with zipfile.ZipFile(out / "export" / "submission.zip") as z:
+        assert sorted(z.namelist()) == ["inference_args.json", "model.tflite"]
+    score = json.loads((out / "submission_score.json").read_text())
+    assert score["sequences"] == 20 and score["score"] <= 1.0  # can be < 0 (insertions)
+
+    run_notebook("explore", out)
+    for png in ("statistics.png", "augmentations.png"):
+        assert (out / png).stat().st_size > 10_000
