@@ -19,10 +19,10 @@ has to be measured on 2 CPU cores (10 runs of 15 epochs, about 40 minutes).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
-import time
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,8 @@ def variant_config(key: str, seed: int, epochs: int | None) -> config.Config:
         from asl_keras.training.trainer import steps_per_epoch
 
         total = cfg.train.epochs * steps_per_epoch(cfg, 1)
-        cfg = config.load(BASE_CONFIG, [*overrides, f"model.schedule_scale={20000 / total}"])
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
+                                                                 schedule_scale=20000 / total))
     return cfg
 
 
@@ -75,14 +76,7 @@ def tflite_latency_ms(cfg: config.Config, weights: str, frames: int = 128,
 
     models = tflite.load_models(cfg, [weights])
     runner = tflite.runner(tflite.convert(models, cfg.data.max_len, fp16=False), num_threads=1)
-    clip = tflite.sample_sequences(1, seed=0)[0]
-    clip = np.resize(clip, (frames, clip.shape[1])).astype("float32")
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        runner(inputs=clip)
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times[1:]))
+    return float(np.median(tflite.clip_latencies_ms(runner, frames, repeats)))
 
 
 def run_variant(key: str, seed: int, epochs: int | None) -> dict:

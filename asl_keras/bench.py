@@ -231,20 +231,13 @@ def bench_tflite(args) -> list[dict]:
     else:
         with tflite.float32_policy():
             members = [build_recognizer(cfg) for _ in range(2)]
-    clip = tflite.sample_sequences(1, seed=0)[0]
     rows = []
     for n in (1, 2):
         model = tflite.convert(members[:n], cfg.data.max_len, fp16=not args.no_fp16)
         for threads in (1, 2):
             run = tflite.runner(model, num_threads=threads)
             for frames in args.frames:
-                x = np.resize(clip, (frames, clip.shape[1])).astype("float32")
-                run(inputs=x)  # first call allocates
-                times = []
-                for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    run(inputs=x)
-                    times.append(1000 * (time.perf_counter() - t0))
+                times = tflite.clip_latencies_ms(run, frames, args.repeats)
                 rows.append({"config": os.path.basename(args.config), "models": n,
                              "weights": "fp32" if args.no_fp16 else "fp16",
                              "size kB": f"{len(model) / 1024:,.0f}", "threads": threads,

@@ -309,6 +309,20 @@ def check_contract(model: bytes, size_limit: int = SIZE_LIMIT) -> set[str]:
     return ops
 
 
+def clip_latencies_ms(signature_runner, frames: int, repeats: int) -> np.ndarray:
+    """Milliseconds of each of `repeats` calls on a `frames`-frame sample clip (the first,
+    allocating call is made before and not counted)."""
+    clip = sample_sequences(1, seed=0)[0]
+    x = np.resize(clip, (frames, clip.shape[1])).astype("float32")
+    signature_runner(inputs=x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        signature_runner(inputs=x)
+        times.append(1000 * (time.perf_counter() - start))
+    return np.asarray(times)
+
+
 def sample_sequences(count: int, seed: int = 0) -> list[np.ndarray]:
     """`count` synthetic clips `[T, 390]` (phrases of the competition kind, random signers)."""
     position = {c: i for i, c in enumerate(landmarks.raw_columns())}
