@@ -155,33 +155,34 @@ class ZipformerEncoder(keras.layers.Layer):
                 self.combiners.append(Bypass(**({"scale_min": 0.0} if not schedules else {}),
                                              name=f"stack_bypass_{i}", **p))
 
-    def build(self, input_shape):
-        blocks, rest = iter(self.blocks), iter(zip(self.downsamplers, self.combiners,
-                                                   strict=True))
+    def _stacks(self):
+        """Per stack, in order: (width, downsample factor, its blocks, (downsample, bypass) or
+        None for a full-rate stack)."""
+        first = 0
+        resampling = iter(zip(self.downsamplers, self.combiners, strict=True))
         for n, factor, width in self.stack_spec:
-            shape = (*input_shape[:-1], width)
-            for _ in range(n):
-                next(blocks).build(shape)
-            if factor > 1:
-                for layer in next(rest):
-                    layer.build(shape)
+            yield width, factor, self.blocks[first:first + n], (
+                next(resampling) if factor > 1 else None)
+            first += n
+
+    def build(self, input_shape):
+        for width, _, blocks, resampling in self._stacks():
+            for layer in (*blocks, *(resampling or ())):
+                layer.build((*input_shape[:-1], width))
 
     def call(self, x, frame_mask, training=False, step=None):
         t = ops.shape(x)[1]
         if step is not None:
             step = ops.cast(step, "float32") * self.schedule_scale
-        blocks, rest = iter(self.blocks), iter(zip(self.downsamplers, self.combiners,
-                                                   strict=True))
-        for n, factor, width in self.stack_spec:
+        for width, factor, blocks, resampling in self._stacks():
             inp = x[..., :width]
             h, mask = inp, frame_mask
-            if factor > 1:
-                down, combine = next(rest)
-                h, mask = down(inp, frame_mask)
-            for _ in range(n):
-                h = next(blocks)(h, mask, step=step, training=training)
-            if factor > 1:
-                h = combine(inp, upsample(h, factor, t), step=step, training=training)
+            if resampling is not None:
+                h, mask = resampling[0](inp, frame_mask)
+            for block in blocks:
+                h = block(h, mask, step=step, training=training)
+            if resampling is not None:
+                h = resampling[1](inp, upsample(h, factor, t), step=step, training=training)
                 h = zero_pads(h, frame_mask)
             x = h if width == self.dim else ops.concatenate([h, x[..., width:]], axis=-1)
         return x
