@@ -56,9 +56,9 @@ def variant_config(key: str, seed: int, epochs: int | None) -> config.Config:
     if cfg.model.encoder == "zipformer":  # go through icefall's whole schedule in this run
         from asl_keras.training.trainer import steps_per_epoch
 
-        total = cfg.train.epochs * steps_per_epoch(cfg, 1)
+        updates = cfg.train.epochs * steps_per_epoch(cfg, 1) // cfg.train.grad_accumulation
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
-                                                                 schedule_scale=20000 / total))
+                                                                 schedule_scale=20000 / updates))
     return cfg
 
 

@@ -82,10 +82,9 @@ def bench_convert(args) -> list[dict]:
 
 
 def bench_pipeline(args) -> list[dict]:
-    import tensorflow as tf
-
     from asl_keras import config
     from asl_keras.data import convert, pipeline
+    from asl_keras.runtime import tf
 
     cfg = config.load(args.config)
     data = synthetic_set(args.sequences, args.per_file, supplemental=args.sequences // 4)
@@ -115,22 +114,21 @@ def bench_pipeline(args) -> list[dict]:
 
 def _flops(fn, spec) -> float:
     """Float operations of one call, counted by TensorFlow's graph profiler."""
-    import tensorflow as tf
-    from tensorflow.python.profiler import model_analyzer, option_builder
+    from asl_keras.runtime import tf
 
     graph = tf.function(fn).get_concrete_function(*spec).graph
-    opts = option_builder.ProfileOptionBuilder.float_operation()
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
-    return model_analyzer.profile(graph, options=opts).total_float_ops
+    return tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops
 
 
 def bench_model(args) -> list[dict]:
     """Parameters per component, encoder FLOPs and CPU forward time (batch 1)."""
     import numpy as np
-    import tensorflow as tf
 
     from asl_keras import config
     from asl_keras.models.recognizer import build_recognizer
+    from asl_keras.runtime import tf
 
     def count(layer):
         return sum(int(np.prod(v.shape)) for v in layer.trainable_weights) if layer else 0
@@ -170,10 +168,10 @@ def bench_model(args) -> list[dict]:
 def bench_train(args) -> list[dict]:
     """Training micro-batch throughput on random inputs, with and without XLA."""
     import numpy as np
-    import tensorflow as tf
 
     from asl_keras import config, vocab
     from asl_keras.models.recognizer import build_recognizer
+    from asl_keras.runtime import tf
     from asl_keras.training import optimizers
 
     cfg = config.load(args.config)

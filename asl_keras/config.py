@@ -187,6 +187,9 @@ class Data:
     records: str = "tfrecords/demo"
     kaggle_dir: str | None = None  # converted into `records` when those do not exist yet
     synthetic: Synthetic | None = None  # generated into `kaggle_dir` when that is missing
+    # Several workers: only the chief generates and converts missing records; the others wait
+    # this many seconds for its manifest (2 h: room for a full Kaggle conversion on a slow host).
+    records_wait: float = 7200.0
     fold: int = 0  # held-out fold; -1 trains on everything
     max_len: int = 384
     buffer_len: int = 1024  # frames kept through the temporal augmentations (>= max_len)
@@ -204,6 +207,7 @@ class Data:
         _check(self.batch_size >= 1, f"{path}.batch_size", "must be >= 1")
         _check(self.min_seq_len >= 1, f"{path}.min_seq_len", "must be >= 1")
         _check(self.shuffle_buffer >= 1, f"{path}.shuffle_buffer", "must be >= 1")
+        _check(self.records_wait >= 0, f"{path}.records_wait", "must be >= 0 (seconds)")
 
 
 def _convert(tp, value, path: str):
@@ -249,8 +253,18 @@ def from_dict(cls, values: dict[str, Any] | None, path: str = ""):
 
 
 def load_yaml(cls, path: str, overrides: list[str] = ()):
-    """Load `cls` from a YAML file, then apply `key.path=value` overrides (values are YAML)."""
-    with open(path, encoding="utf-8") as f:
+    """Load `cls` from a YAML file, then apply `key.path=value` overrides (values are YAML).
+
+    `path` may be remote (`gs://...`, `ram://...`: a run's own `config.yaml` next to its
+    checkpoints); those are read through `tf.io.gfile`, local files without TensorFlow.
+    """
+    if "://" in path:
+        from asl_keras.runtime import tf
+
+        stream = tf.io.gfile.GFile(path, "r")
+    else:
+        stream = open(path, encoding="utf-8")
+    with stream as f:
         values = yaml.safe_load(f) or {}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -278,8 +292,9 @@ class Model:
     ffn_dims: tuple[int, int, int] = (156, 208, 260)  # Zipformer FFN1/2/3 hidden sizes
     # Zipformer only. stacks: [[blocks, downsample, width], ...] replaces `blocks` (empty: one
     # full-rate stack); constraints: Balancer/Whitener per block; schedules: false freezes the
-    # schedules as the public fork ran them (ablation only); schedule_scale: optimizer steps
-    # are multiplied by it before reaching icefall's schedule points (counted in its batches).
+    # schedules as the public fork ran them (ablation only); schedule_scale: the optimizer
+    # update (the step unit, see `Train`) is multiplied by it before it reaches icefall's
+    # schedule points.
     stacks: tuple[tuple[int, int, int], ...] = ()
     constraints: bool = False
     schedules: bool = True
@@ -332,7 +347,20 @@ class Model:
 
 @dataclasses.dataclass
 class Train:
-    """Optimisation and the run loop. Defaults are the reference's cfg_2 recipe."""
+    """Optimisation and the run loop. Defaults are the reference's cfg_2 recipe.
+
+    One step unit for every schedule: the optimizer update, one per `grad_accumulation`
+    micro-batches (what icefall's batch counts count). The learning rate (warmup and cosine,
+    whose lengths are given in epochs; Eden's `eden_steps`), the Zipformer's scheduled values
+    (bypass bounds, skip rates, Balancer/Whitener probabilities, `Model.schedule_scale`) all
+    read it. Micro-batches are counted only by the run loop: steps per epoch, checkpoints,
+    time-limit stops and `steps_per_execution`.
+
+    `--resume` keeps a run's schedule: it refuses a change of any key here (or in data, model,
+    seed) except strategy, precision, eval_every, eval_batch_size, runs_dir, time_limit_hours
+    and steps_per_execution (all listed in `asl_keras.training.trainer.RESUMABLE`), unless
+    `--force-resume`.
+    """
 
     epochs: int = 400
     learning_rate: float = 4.5e-3
@@ -347,11 +375,21 @@ class Train:
     # (ScaledAdam's scale learning and median clipping take their place).
     optimizer: str = "adamw"
     schedule: str = "cosine"
-    eden_steps: float = 7500.0  # Eden's lr_batches, in optimizer steps
+    eden_steps: float = 7500.0  # Eden's lr_batches, in optimizer updates
     eden_epochs: float = 3.5
     precision: str = "auto"  # auto: bf16 on TPU, fp16 on GPU, fp32 on CPU
     strategy: str = "auto"  # auto | tpu | multiworker | mirrored | default
     runs_dir: str = "runs"
+    # Session limits (Kaggle 9 h, Colab up to 12 h): before this much wall time has passed
+    # since the trainer started, stop between two micro-batches with a checkpoint that records
+    # the epoch and the step within it; `--resume` continues at that step. None or 0: no limit.
+    # One host only (several workers' clocks would stop them at different steps).
+    time_limit_hours: float | None = None
+    # Micro-batches per call of the traced training function (a loop inside the graph): the
+    # host reads the losses, checks them for divergence, updates the progress bar and checks
+    # the time limit once per call. 0 or null: by device, 16 on a TPU, 4 with GPUs, 1 on CPUs
+    # (`asl_keras.training.strategy.steps_per_execution`). Changes no result.
+    steps_per_execution: int | None = None
 
     def validate(self, path):
         _check(self.epochs >= 1, f"{path}.epochs", "must be >= 1")
@@ -370,6 +408,10 @@ class Train:
                f"{path}.precision", "must be auto, float32, mixed_float16 or mixed_bfloat16")
         _check(self.strategy in ("auto", "tpu", "multiworker", "mirrored", "default"),
                f"{path}.strategy", "must be auto, tpu, multiworker, mirrored or default")
+        _check(self.time_limit_hours is None or self.time_limit_hours >= 0,
+               f"{path}.time_limit_hours", "must be >= 0 (0 or null: no limit)")
+        _check(self.steps_per_execution is None or self.steps_per_execution >= 0,
+               f"{path}.steps_per_execution", "must be >= 0 (0 or null: by device)")
 
 
 @dataclasses.dataclass

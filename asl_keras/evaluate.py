@@ -13,9 +13,10 @@ with `--limit`. Frames are read as the harness reads them: pyarrow, only the
 `selected_columns` of the model's `inference_args.json` (for Keras: `SELECTED_COLUMNS`, the
 same list) in that order, rows in file order, float32 with NaN kept.
 
-TFLite: one `serving_default` call per sequence on the LiteRT interpreter, argmax rows mapped
-through the character map; latency p50/p95 per call and the time projected for a hidden test
-set of HIDDEN_TEST_SEQUENCES sequences. Keras: the same frames through
+TFLite: one `serving_default` call per sequence on the LiteRT interpreter (the model and its
+`inference_args.json` are read through `tf.io.gfile`, so `gs://` and `ram://` paths work),
+argmax rows mapped through the character map; latency p50/p95 per call and the time projected
+for a hidden test set of HIDDEN_TEST_SEQUENCES sequences. Keras: the same frames through
 `export.tflite.keras_texts` (same preprocessing, greedy decoding and dummy-phrase rule).
 Scores: normalized total Levenshtein (the official metric) and the Damerau variant of the
 reference's CV.
@@ -141,8 +142,8 @@ def score_tflite(model_path: str, samples: Sequence[Sample],
 
 def score_keras(config_path: str, checkpoints: Sequence[str],
                 samples: Sequence[Sample]) -> Scores:
-    """Score float32 Keras checkpoints on the same frames (they must be in SELECTED_COLUMNS
-    order, which `inference_args.json` lists)."""
+    """Score float32 Keras models of `export.load_models` checkpoints on the same frames (they
+    must be in SELECTED_COLUMNS order, which `inference_args.json` lists)."""
     cfg = config.load(config_path)
     models = export.load_models(cfg, checkpoints)
     start = time.perf_counter()
@@ -180,7 +181,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", required=True, help="Kaggle-layout folder (train.csv, ...)")
     p.add_argument("--model", help="model.tflite (inference_args.json next to it)")
     p.add_argument("--keras-config", help="run config of the Keras checkpoints")
-    p.add_argument("--checkpoints", nargs="+", default=[], help=".weights.h5 files")
+    p.add_argument("--checkpoints", nargs="+", default=[],
+                   help=".weights.h5 files or 1st-place state_dicts (.pth, .pt, .npz)")
     p.add_argument("--fold", type=int, help="score only this fold's train rows")
     p.add_argument("--limit", type=int, help="score only the first N rows")
     p.add_argument("--threads", type=int, help="LiteRT interpreter threads (default: runtime's)")

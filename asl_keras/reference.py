@@ -1,8 +1,9 @@
 """Import of 1st-place PyTorch weights (state_dict) into the Keras layers.
 
 Generic part: `load_state_dict` (a `.npz`, e.g. the `sd/...` fixtures, or a `.pth` when PyTorch
-is installed), weight plans (`linear_entries`, `norm_entries`) and `assign`, which checks the
-whole plan before writing anything and names every missing, unused or mis-shaped key.
+is installed; bare or wrapped as the 1st place's train.py saves it, see `state_dict_arrays`),
+weight plans (`linear_entries`, `norm_entries`) and `assign`, which checks the whole plan before
+writing anything and names every missing, unused or mis-shaped key.
 Decoder part: `decoder_kwargs` (HF `Speech2TextConfig` fields -> `ReferenceDecoder` arguments)
 and `import_decoder`. Whole model: `import_recognizer` (feature extractors, Squeezeformer blocks,
 both decoders, confidence head). PyTorch `nn.Linear.weight` is `[out, in]`; a Keras kernel is
@@ -11,8 +12,9 @@ its transpose.
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import keras
 import numpy as np
@@ -22,37 +24,85 @@ from asl_keras.layers.decoder import ReferenceDecoder, sinusoidal_positions
 from asl_keras.layers.feature_extractor import LandmarkFeatureExtractor
 from asl_keras.layers.squeezeformer import MODULES, SqueezeformerBlock
 from asl_keras.models.recognizer import Recognizer
+from asl_keras.runtime import tf
 
+CHECKPOINT_SUFFIXES = (".npz", ".pth", ".pt")  # files `load_state_dict` reads
 FIXTURE_PREFIX = "sd/"  # state_dict entries in the reference fixtures' .npz files
+# Key prefixes that mark the state_dict inside a flat file: the fixtures' `sd/` (next to their
+# inputs and outputs), and `model.`, what flattening the 1st place's `{"model": state_dict}`
+# into one `.npz` gives. No key of the reference `Net` starts with either.
+WRAPPER_PREFIXES = (FIXTURE_PREFIX, "model.")
+SHOWN_KEYS = 10  # keys named in a WeightImportError about the layout
 
 
 class WeightImportError(ValueError):
     """A state_dict that does not fit the Keras layer; the message names the keys."""
 
 
-def load_state_dict(path: str) -> dict[str, np.ndarray]:
-    """`{PyTorch key: array}` from a `.npz` (keys with or without `sd/`) or a `.pth`/`.pt`.
+def _is_tensor(value) -> bool:
+    """A torch tensor (without importing torch) or a numpy array."""
+    return hasattr(value, "detach") or isinstance(value, np.ndarray)
 
-    In a `.npz` that has `sd/` keys only those are read (the fixtures also hold inputs and
-    outputs). Reading `.pth` needs PyTorch, which is optional: without it this raises an
-    ImportError that says how to convert the file to `.npz`.
+
+def _to_numpy(value) -> np.ndarray:
+    """A torch tensor (on any device) or array as a numpy array of the same dtype."""
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+
+def state_dict_arrays(obj) -> dict[str, np.ndarray]:
+    """`{PyTorch key: numpy array}` from what a checkpoint file holds.
+
+    Accepted layouts: a state_dict (names -> torch tensors or numpy arrays); the 1st place's own
+    `{"model": state_dict}` (its train.py saves that; other top-level entries such as an epoch
+    are ignored); a flat mapping whose state_dict keys carry one of WRAPPER_PREFIXES (only
+    those keys are read, without the prefix). Anything else raises WeightImportError naming
+    the keys found, so a checkpoint of another layout says what it holds.
+    """
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping):
+        raise WeightImportError("expected a state_dict (parameter names -> tensors) or "
+                                f"{{'model': state_dict}}, found a {type(obj).__name__}")
+    for prefix in WRAPPER_PREFIXES:
+        if any(str(k).startswith(prefix) for k in obj):
+            obj = {str(k).removeprefix(prefix): v for k, v in obj.items()
+                   if str(k).startswith(prefix)}
+            break
+    others = sorted(f"{k!s} ({type(v).__name__})" for k, v in obj.items() if not _is_tensor(v))
+    if not obj or others:
+        keys = sorted(map(str, obj))
+        more = f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
+        raise WeightImportError(
+            "expected a state_dict (parameter names -> tensors) or {'model': state_dict}; found "
+            f"{len(keys)} keys {keys[:SHOWN_KEYS]}{more}, not tensors: {others[:SHOWN_KEYS]}")
+    return {str(k): _to_numpy(v) for k, v in obj.items()}
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+    """`{PyTorch key: array}` from a `.npz` or a `.pth`/`.pt`, in any `state_dict_arrays` layout.
+
+    Read through `tf.io.gfile` (so `gs://` and `ram://` paths work). Reading `.pth` needs
+    PyTorch, which is optional: without it this raises an ImportError that says how to convert
+    the file to `.npz`.
     """
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".npz":
-        with np.load(path) as data:
-            keys = [k for k in data.files if k.startswith(FIXTURE_PREFIX)] or data.files
-            return {k.removeprefix(FIXTURE_PREFIX): data[k] for k in keys}
-    if ext in (".pth", ".pt"):
+    if ext not in CHECKPOINT_SUFFIXES:
+        raise ValueError(f"{path}: expected a .npz, .pth or .pt state_dict")
+    if ext != ".npz":
         try:
             import torch
         except ImportError as err:
             raise ImportError(
                 f"reading {path} needs PyTorch, which asl_keras does not require; install torch "
-                "or convert it elsewhere: np.savez(out, **{k: v.cpu().numpy() for k, v in "
-                "torch.load(path, map_location='cpu').items()})") from err
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return {k: v.detach().cpu().numpy() for k, v in state.items()}
-    raise ValueError(f"{path}: expected a .npz, .pth or .pt state_dict")
+                "or convert it elsewhere: state = torch.load(path, map_location='cpu'); state = "
+                "state.get('model', state); np.savez(out, **{k: v.numpy() for k, v in "
+                "state.items()})") from err
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = io.BytesIO(f.read())
+    if ext == ".npz":
+        with np.load(data) as npz:
+            return state_dict_arrays({k: npz[k] for k in npz.files})
+    return state_dict_arrays(torch.load(data, map_location="cpu", weights_only=True))
 
 
 # A plan maps a PyTorch key (without prefix) to (Keras variable, transform of the array).

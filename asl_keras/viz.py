@@ -17,10 +17,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from asl_keras import config, landmarks, vocab  # noqa: E402
 from asl_keras.data import augment, pipeline, preprocess, records  # noqa: E402
+from asl_keras.runtime import tf  # noqa: E402
 
 COLOURS = {"left hand": "tab:blue", "right hand": "tab:red", "face": "tab:gray",
            "pose": "tab:green"}

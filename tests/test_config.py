@@ -23,6 +23,10 @@ def test_unknown_key_is_named_with_its_path(tmp_path):
     ("data.max_len=abc", r"data\.max_len: expected int"),
     ("data.buffer_len=16", r"data\.buffer_len: must be >= max_len"),
     ("data.fold=-3", r"data\.fold"),
+    ("train.time_limit_hours=-1", r"train\.time_limit_hours: must be >= 0"),
+    ("train.time_limit_hours=soon", r"train\.time_limit_hours: expected a number"),
+    ("train.steps_per_execution=-1", r"train\.steps_per_execution: must be >= 0"),
+    ("train.steps_per_execution=1.5", r"train\.steps_per_execution: expected int"),
 ])
 def test_bad_values_are_rejected(override, msg):
     with pytest.raises(config.ConfigError, match=msg):

@@ -33,9 +33,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import tensorflow as tf
 
 from asl_keras import config, landmarks, vocab
+from asl_keras.runtime import tf
 
 TOKEN_LEN = vocab.LABEL_LEN - 1  # 32 characters kept, then EOS
 

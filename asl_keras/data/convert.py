@@ -3,12 +3,15 @@
     python -m asl_keras.data.convert --data-dir D --out tfrecords/NAME [--workers N] [--verify]
 
 One shard per parquet file, written by a pool of processes (memory stays bounded by one parquet
-file per worker). A shard is written to a temporary name and renamed when complete, together
-with a small sidecar JSON of its counts, so an interrupted run resumes where it stopped: shards
-with a sidecar are kept, everything else is rewritten. The folder's `conversion.json` holds a
-fingerprint of the inputs and options; converting different inputs into the same folder is
-refused. `manifest.json` records per-shard counts, totals, every skipped row with its reason, and
-the source files. Every CSV row is either written or listed as skipped.
+file per worker). Every file is read and written through `tf.io.gfile`, so either folder may be
+local, `gs://` or `ram://`; a `ram://` folder lives in one process's memory, so with one the
+conversion runs in-process whatever `workers` says. A shard is written to a temporary name and
+renamed when complete, together with a small sidecar JSON of its counts, so an interrupted run
+resumes where it stopped: shards with a sidecar are kept, everything else is rewritten. The
+folder's `conversion.json` holds a fingerprint of the inputs and options; converting different
+inputs into the same folder is refused. `manifest.json` records per-shard counts, totals, every
+skipped row with its reason, and the source files; it is written last, so other processes can
+wait for it (`wait_for`). Every CSV row is either written or listed as skipped.
 """
 
 from __future__ import annotations
@@ -20,19 +23,21 @@ import json
 import multiprocessing
 import os
 import sys
+import time
 
 import pandas as pd
-import tensorflow as tf
 from tqdm import tqdm
 
 from asl_keras import vocab
 from asl_keras.data import folds, kaggle, records
 from asl_keras.landmarks import SELECTED_COLUMNS
+from asl_keras.runtime import tf
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 INDEX = "index.csv"
 FINGERPRINT = "conversion.json"
+POLL_SECONDS = 5.0  # how often `wait_for` looks for the manifest
 
 
 class ConversionError(RuntimeError):
@@ -50,6 +55,11 @@ def _write_json(path: str, obj) -> None:
 def _read_json(path: str):
     with tf.io.gfile.GFile(path, "r") as f:
         return json.load(f)
+
+
+def _absolute(path: str) -> str:
+    """A local path made absolute, for the record; a URL (`gs://`, `ram://`) as given."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 def phrase_problem(phrase: str) -> str | None:
@@ -79,14 +89,15 @@ def fingerprint(data_dir: str, num_folds: int) -> str:
     h = hashlib.sha256(json.dumps([FORMAT_VERSION, SELECTED_COLUMNS, num_folds]).encode())
     for name in sorted(kaggle.METADATA_FILES):
         path = os.path.join(data_dir, name)
-        if os.path.exists(path):
-            with open(path, "rb") as f:
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, "rb") as f:
                 h.update(name.encode() + f.read())
     for sub in ("train_landmarks", "supplemental_landmarks"):
         folder = os.path.join(data_dir, sub)
-        if os.path.isdir(folder):
-            for name in sorted(os.listdir(folder)):
-                h.update(f"{sub}/{name}:{os.path.getsize(os.path.join(folder, name))}".encode())
+        if tf.io.gfile.isdir(folder):
+            for name in sorted(tf.io.gfile.listdir(folder)):
+                size = tf.io.gfile.stat(os.path.join(folder, name)).length
+                h.update(f"{sub}/{name}:{size}".encode())
     return h.hexdigest()
 
 
@@ -104,7 +115,7 @@ def _claim_output(out_dir: str, data_dir: str, num_folds: int) -> None:
         raise ConversionError(f"{out_dir} holds shard files of an unknown conversion "
                               f"(no {FINGERPRINT}); choose another --out or delete them")
     else:
-        _write_json(fp_path, {"fingerprint": fp, "data_dir": os.path.abspath(data_dir),
+        _write_json(fp_path, {"fingerprint": fp, "data_dir": _absolute(data_dir),
                               "num_folds": num_folds, "format_version": FORMAT_VERSION})
 
 
@@ -142,11 +153,15 @@ def _is_complete(out_dir: str, name: str) -> bool:
 
 def convert(data_dir: str, out_dir: str, *, num_folds: int = folds.NUM_FOLDS,
             workers: int | None = None, progress: bool = True) -> dict:
-    """Convert `data_dir` into `out_dir`; resumes a partial run. Returns the manifest."""
+    """Convert `data_dir` into `out_dir`; resumes a partial run. Returns the manifest.
+
+    `workers` processes (default: one per core) convert the files, or this process alone when
+    either folder is on `ram://`: a spawned worker would see its own, empty, `ram://`.
+    """
     meta, skipped = plan(data_dir, num_folds)
     _claim_output(out_dir, data_dir, num_folds)
     for path in sorted(meta["path"].unique()):
-        if not os.path.exists(os.path.join(data_dir, path)):
+        if not tf.io.gfile.exists(os.path.join(data_dir, path)):
             raise kaggle.KaggleFormatError(
                 f"{os.path.join(data_dir, path)}: landmark file not found (named by "
                 f"{int((meta['path'] == path).sum())} metadata rows)")
@@ -154,7 +169,8 @@ def convert(data_dir: str, out_dir: str, *, num_folds: int = folds.NUM_FOLDS,
         tf.io.gfile.remove(stale)
     groups = [g for _, g in meta.groupby("path", sort=True)]
     todo = [g for g in groups if not _is_complete(out_dir, shard_name(g))]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    in_memory = data_dir.startswith("ram://") or out_dir.startswith("ram://")
+    workers = 1 if in_memory else max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     bar = tqdm(total=len(groups), initial=len(groups) - len(todo), unit="file",
                disable=not progress, desc=f"convert -> {out_dir}")
     if workers == 1:
@@ -203,7 +219,7 @@ def build_manifest(data_dir: str, out_dir: str, names: list[str], skipped: list[
     kept = meta[~meta["sequence_id"].isin([s["sequence_id"] for s in skipped])]
     return {
         "format_version": FORMAT_VERSION,
-        "data_dir": os.path.abspath(data_dir),
+        "data_dir": _absolute(data_dir),
         "selected_columns": list(SELECTED_COLUMNS),
         "totals": {"metadata_rows": csv_rows, "written": written, "skipped": len(skipped),
                    "frames": sum(sh["frames"] for sh in shards),
@@ -216,6 +232,26 @@ def build_manifest(data_dir: str, out_dir: str, names: list[str], skipped: list[
         "unlisted_sequences": {sh["source"]: sh["unlisted_sequence_ids"] for sh in shards
                                if sh["unlisted_sequence_ids"]},
     }
+
+
+def converted(out_dir: str) -> bool:
+    """Whether `out_dir` holds a finished conversion (its manifest, written last, exists)."""
+    return tf.io.gfile.exists(f"{out_dir.rstrip('/')}/{MANIFEST}")
+
+
+def wait_for(out_dir: str, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for another process to finish converting into `out_dir`.
+
+    Looks every `POLL_SECONDS` (a cheap `exists`, also on `gs://`); returns whether the
+    conversion finished in time.
+    """
+    deadline = time.monotonic() + timeout
+    while not converted(out_dir):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(POLL_SECONDS, left))
+    return True
 
 
 def verify(data_dir: str, out_dir: str) -> dict:
@@ -253,7 +289,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", required=True, help="Kaggle-format folder (train.csv, ...)")
     p.add_argument("--out", required=True, help="output folder (local or gs://)")
     p.add_argument("--folds", type=int, default=folds.NUM_FOLDS)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes (default: cores; 1 with a ram:// folder)")
     p.add_argument("--verify", action="store_true", help="re-read and check everything")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)

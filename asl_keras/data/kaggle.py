@@ -4,6 +4,7 @@ Layout (competition_and_field.md section 1): `train.csv` and `supplemental_metad
 columns `path, file_id, sequence_id, participant_id, phrase`; one parquet file per `file_id`
 holding many sequences (index `sequence_id`, column `frame`, 1,629 float landmark columns).
 Only the 390 `SELECTED_COLUMNS` are read, one parquet file at a time (real files are ~1 GB).
+Every file is opened through `tf.io.gfile`, so the folder may be local, `gs://` or `ram://`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from asl_keras.landmarks import SELECTED_COLUMNS
+from asl_keras.runtime import tf
 
 METADATA_FILES = {"train.csv": False, "supplemental_metadata.csv": True}  # name -> is_supplemental
 METADATA_COLUMNS = ("path", "file_id", "sequence_id", "participant_id", "phrase")
@@ -25,6 +27,21 @@ METADATA_COLUMNS = ("path", "file_id", "sequence_id", "participant_id", "phrase"
 
 class KaggleFormatError(ValueError):
     """Input that does not follow the Kaggle layout; the message names file, row and column."""
+
+
+class ArrowFile(tf.io.gfile.GFile):
+    """A `tf.io.gfile.GFile` that pyarrow accepts as a file object.
+
+    pyarrow asks a file object whether it is `closed`, which GFile does not say. Through it a
+    parquet file is read or written on any filesystem TensorFlow knows, and a reader fetches
+    only the byte ranges of the columns it asks for.
+    """
+
+    closed = False
+
+    def close(self) -> None:
+        super().close()
+        self.closed = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +65,12 @@ def read_metadata(data_dir: str) -> pd.DataFrame:
     tables = []
     for name, is_supp in METADATA_FILES.items():
         path = os.path.join(data_dir, name)
-        if not os.path.exists(path):
+        if not tf.io.gfile.exists(path):
             if is_supp:
                 continue
             raise KaggleFormatError(f"{path}: not found (expected the Kaggle train.csv)")
-        df = pd.read_csv(path, dtype={"phrase": str}, keep_default_na=False)
+        with tf.io.gfile.GFile(path, "r") as f:
+            df = pd.read_csv(f, dtype={"phrase": str}, keep_default_na=False)
         missing = [c for c in METADATA_COLUMNS if c not in df.columns]
         if missing:
             raise KaggleFormatError(f"{path}: missing column(s) {missing}; "
@@ -97,15 +115,16 @@ def read_parquet(path: str) -> dict[int, np.ndarray]:
     Reads only `sequence_id`, `frame` and the selected columns; rows are sorted by frame
     within each sequence (stable, so equal frame numbers keep file order).
     """
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise KaggleFormatError(f"{path}: not a readable parquet file ({e})") from e
-    _check_schema(path, pf.schema_arrow)
-    try:
-        table = pf.read(columns=["sequence_id", "frame", *SELECTED_COLUMNS])
-    except (pa.ArrowInvalid, OSError) as e:
-        raise KaggleFormatError(f"{path}: truncated or corrupt parquet data ({e})") from e
+    with ArrowFile(path, "rb") as f:
+        try:
+            pf = pq.ParquetFile(f)
+        except (pa.ArrowInvalid, OSError, tf.errors.OpError) as e:
+            raise KaggleFormatError(f"{path}: not a readable parquet file ({e})") from e
+        _check_schema(path, pf.schema_arrow)
+        try:
+            table = pf.read(columns=["sequence_id", "frame", *SELECTED_COLUMNS])
+        except (pa.ArrowInvalid, OSError, tf.errors.OpError) as e:
+            raise KaggleFormatError(f"{path}: truncated or corrupt parquet data ({e})") from e
     seq = table.column("sequence_id").to_numpy().astype(np.int64)
     frame = table.column("frame").to_numpy().astype(np.int64)
     values = np.empty((table.num_rows, len(SELECTED_COLUMNS)), dtype=np.float32)

@@ -17,22 +17,21 @@ sequence_id); the same seed gives the same batches.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from asl_keras import config, vocab
 from asl_keras.data import augment, preprocess, records
 from asl_keras.data.convert import INDEX
+from asl_keras.runtime import tf
 
 DEFAULT_SCORE = 1.0  # the reference's value when no score table is given
 
 
 def read_index(records_dir: str) -> pd.DataFrame:
+    """The conversion's `index.csv` (one row per record, no frames); any tf.io.gfile path."""
     with tf.io.gfile.GFile(f"{records_dir.rstrip('/')}/{INDEX}", "r") as f:
-        return pd.read_csv(io.StringIO(f.read()), dtype={"phrase": str}, keep_default_na=False)
+        return pd.read_csv(f, dtype={"phrase": str}, keep_default_na=False)
 
 
 def read_scores(path: str | None) -> dict[int, float]:
@@ -40,7 +39,7 @@ def read_scores(path: str | None) -> dict[int, float]:
     if not path:
         return {}
     with tf.io.gfile.GFile(path, "r") as f:
-        table = pd.read_csv(io.StringIO(f.read()))
+        table = pd.read_csv(f)
     missing = {"sequence_id", "score"} - set(table.columns)
     if missing:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}")

@@ -19,9 +19,8 @@ function that the TFLite converter traces, which is what keeps train and export 
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from asl_keras.landmarks import NATIVE_TO_MODEL, to_model_layout
+from asl_keras.runtime import tf
 
 
 def _sum_frames_landmarks(v: tf.Tensor) -> tf.Tensor:

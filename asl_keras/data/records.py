@@ -9,9 +9,9 @@ records.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from asl_keras.landmarks import SELECTED_COLUMNS
+from asl_keras.runtime import tf
 
 NUM_COLUMNS = len(SELECTED_COLUMNS)
 SHARD_SUFFIX = ".tfrecord"

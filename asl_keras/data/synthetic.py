@@ -17,18 +17,21 @@ Reproducibility: the alphabet and the participant profiles come from constant se
 made with different `seed`s agree on them; everything else comes from `np.random.default_rng`
 streams keyed by `(seed, stream, split, index)`, so a sequence does not depend on how sequences
 are grouped into files.
+
+Files are written through `tf.io.gfile`, so the folder may be local, `gs://` or `ram://`.
+TensorFlow is imported only by the functions that touch files: importing this module and
+rendering sequences need none.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -613,8 +616,10 @@ def _sequence(seed: int, split: _Split, index: int,
     return rng, sequence_id, participant_id, _PHRASE_MAKERS[split.code](rng)
 
 
-def _write_parquet(path: Path, sequence_ids: list[int], frames: list[np.ndarray]) -> None:
+def _write_parquet(path: str, sequence_ids: list[int], frames: list[np.ndarray]) -> None:
     """Write sequences in the Kaggle parquet layout: index `sequence_id`, `frame`, 1,629 floats."""
+    from asl_keras.data.kaggle import ArrowFile
+
     lengths = [len(f) for f in frames]
     index = pd.Index(np.repeat(np.asarray(sequence_ids, dtype=np.int64), lengths),
                      name="sequence_id")
@@ -623,13 +628,16 @@ def _write_parquet(path: Path, sequence_ids: list[int], frames: list[np.ndarray]
     table = pd.DataFrame(values, index=index, columns=landmarks.raw_columns(), copy=False)
     table.insert(0, "frame", np.concatenate([np.arange(n, dtype=np.int16) for n in lengths]))
     # Dictionary encoding never pays off for continuous values; trying it costs ~5x the time.
-    table.to_parquet(path, engine="pyarrow", use_dictionary=False)
+    with ArrowFile(path, "wb") as f:
+        table.to_parquet(f, engine="pyarrow", use_dictionary=False)
 
 
-def _write_split(out: Path, split: _Split, n_sequences: int, per_file: int, seed: int,
+def _write_split(out: str, split: _Split, n_sequences: int, per_file: int, seed: int,
                  participants: np.ndarray) -> dict:
     """Render and write every parquet file of one split (one file in memory at a time)."""
-    (out / split.folder).mkdir(exist_ok=True)
+    from asl_keras.runtime import tf
+
+    tf.io.gfile.makedirs(os.path.join(out, split.folder))
     rows, files, n_frames = [], [], 0
     for k, first in enumerate(range(0, n_sequences, per_file)):
         file_id = _file_id(seed, split, k)
@@ -640,41 +648,54 @@ def _write_split(out: Path, split: _Split, n_sequences: int, per_file: int, seed
             frames.append(render_sequence(phrase, participant_id, rng)[0])
             ids.append(sequence_id)
             rows.append((rel_path, file_id, sequence_id, participant_id, phrase))
-        _write_parquet(out / rel_path, ids, frames)
+        _write_parquet(os.path.join(out, rel_path), ids, frames)
         files.append(rel_path)
         n_frames += sum(len(f) for f in frames)
     metadata = pd.DataFrame(rows, columns=_METADATA_COLUMNS)
-    metadata.to_csv(out / split.csv_name, index=False, lineterminator="\n")
+    with tf.io.gfile.GFile(os.path.join(out, split.csv_name), "w") as f:
+        metadata.to_csv(f, index=False, lineterminator="\n")
     return {"sequences": n_sequences, "files": files, "frames": n_frames,
             "too_long": int((metadata["phrase"].str.len() > vocab.MAX_PHRASE_LEN).sum())}
 
 
-def _read_manifest(out: Path) -> dict | None:
+def _read_manifest(out: str) -> dict | None:
     """The arguments a folder was generated with, or None if it has no readable manifest."""
+    from asl_keras.runtime import tf
+
     try:
-        return json.loads((out / _MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with tf.io.gfile.GFile(os.path.join(out, _MANIFEST), "r") as f:
+            return json.load(f)
+    except (tf.errors.OpError, ValueError):
         return None
 
 
-def _prepare_out_dir(out: Path, manifest: dict, force: bool) -> None:
-    """Create `out`; refuse a non-empty folder made otherwise unless `force`.
+def _prepare_out_dir(out: str, manifest: dict, force: bool) -> None:
+    """Create `out` with the manifest and the character map; refuse a non-empty folder made
+    otherwise unless `force`.
 
     With `force` only the entries this generator writes are removed; other files stay.
     """
-    if out.is_dir() and any(out.iterdir()) and _read_manifest(out) != manifest:
+    from asl_keras.runtime import tf
+
+    gfile = tf.io.gfile
+    if gfile.isdir(out) and gfile.listdir(out) and _read_manifest(out) != manifest:
         if not force:
             raise FileExistsError(
                 f"{out} is not empty and was not generated with these arguments "
                 f"(see {_MANIFEST}); choose another folder or pass --force (force=True)")
-        for name in (TRAIN.csv_name, SUPPLEMENTAL.csv_name, _CHAR_MAP, _MANIFEST):
-            (out / name).unlink(missing_ok=True)
-        for name in (TRAIN.folder, SUPPLEMENTAL.folder):
-            shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+        for path in [os.path.join(out, n) for n in (TRAIN.csv_name, SUPPLEMENTAL.csv_name,
+                                                    _CHAR_MAP, _MANIFEST)]:
+            if gfile.exists(path):
+                gfile.remove(path)
+        for path in [os.path.join(out, n) for n in (TRAIN.folder, SUPPLEMENTAL.folder)]:
+            if gfile.isdir(path):
+                gfile.rmtree(path)
+    gfile.makedirs(out)
     # Written first, so an interrupted run can be resumed by repeating the same command.
-    (out / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
-                                 encoding="utf-8")
+    with gfile.GFile(os.path.join(out, _MANIFEST), "w") as f:
+        f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    with gfile.GFile(os.path.join(out, _CHAR_MAP), "wb") as f:
+        f.write(resources.path(_CHAR_MAP).read_bytes())
 
 
 def generate(out_dir, n_train: int, n_supplemental: int, *, sequences_per_file: int = 100,
@@ -694,14 +715,13 @@ def generate(out_dir, n_train: int, n_supplemental: int, *, sequences_per_file: 
         raise ValueError(f"n_participants must be in 1..{_MAX_PARTICIPANT_ID + 1}")
     if seed < 0:
         raise ValueError("seed must be >= 0")
-    out = Path(out_dir)
+    out = os.fspath(out_dir)
     manifest = {"generator": "asl_keras.data.synthetic", "n_train": n_train,
                 "n_supplemental": n_supplemental, "sequences_per_file": sequences_per_file,
                 "n_participants": n_participants, "seed": seed}
     _prepare_out_dir(out, manifest, force)
-    (out / _CHAR_MAP).write_bytes(resources.path(_CHAR_MAP).read_bytes())
     participants = _participant_pool(seed, n_participants)
-    summary = {"out_dir": str(out), "seed": seed, "participants": participants.tolist()}
+    summary = {"out_dir": out, "seed": seed, "participants": participants.tolist()}
     for name, split, count in (("train", TRAIN, n_train),
                                ("supplemental", SUPPLEMENTAL, n_supplemental)):
         summary[name] = _write_split(out, split, count, sequences_per_file, seed, participants)

@@ -27,6 +27,13 @@ The serving graph (one signature `serving_default`, input `inputs` float32 `[fra
 in TF, then `metrics.postprocess` in Python): the parity check and `asl_keras.evaluate` compare
 the two implementations.
 
+The parity check (`check_parity`) runs on the user's own clips when TFRecords are available
+(`choose_clips`): both implementations are scored against the true phrases and the export fails
+when the scores differ by more than SCORE_BOUND. A string-by-string rule would fail sound fp16
+exports, because near-tie tokens flip on clips unlike the model's data while the score does not
+move. Only without records does it fall back to synthetic clips and string agreement.
+`export` writes nothing under a finished name until every check has passed.
+
 Conversion uses `keras.export.ExportArchive` (ecosystem.md 4, Fix B): a `tf.Module` around Keras
 3 layers would keep unresolved `READ_VARIABLE` ops and silently produce garbage; the contract
 check rejects such files anyway.
@@ -36,31 +43,48 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import tempfile
 import time
 from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
-from asl_keras import config, landmarks, vocab
-from asl_keras.data import preprocess, synthetic
+from asl_keras import config, landmarks, reference, vocab
+from asl_keras.data import pipeline, preprocess, records, synthetic
+from asl_keras.data.convert import INDEX
 from asl_keras.export import submission
 from asl_keras.layers.decoder import greedy_decode
 from asl_keras.models.recognizer import Recognizer, build_recognizer
+from asl_keras.runtime import tf
 from asl_keras.training.metrics import MIN_CONFIDENCE, MIN_FRAMES, normalized_total, postprocess
 
 SIGNATURE, INPUT, OUTPUT = "serving_default", "inputs", "outputs"
 # The competition's 40 MB, read as 10^6 bytes: the stricter reading of "MB" (40 MiB would
 # allow 41.9e6), so a file that passes here passes under either.
 SIZE_LIMIT = 40_000_000
-# Parity = normalized total Levenshtein of the TFLite strings against the Keras strings. fp32
-# must decode identically. For fp16, 0.998 bounds the score change on any labelled set of
-# similar length by ~0.002 (the triangle inequality: |D(t, a) - D(t, b)| <= D(a, b)).
+DEFAULT_CHECK_CLIPS = 64  # clips of the TFLite-vs-Keras check (`--check-clips`)
+# The check on the user's records: |TFLite score - Keras score| against the true phrases
+# (normalized total Levenshtein), keyed by fp16.
+# - fp32 runs the same float32 ops as Keras and decodes identically (the tests compare hundreds
+#   of clips string by string), so both scores are the same number; 1e-6 only absorbs rounding.
+# - fp16 weights move logits by ~1e-3 of their spread, so near-tie tokens flip on some clips, in
+#   either direction for the score. A flip changes at most the rest of its phrase; on 64 clips
+#   of ~17 characters each character is worth ~1/1,100 of the score, so 0.005 allows a net ~5
+#   characters (about one rewritten phrase ending). A demo-recipe model measured 0.0011 on 500
+#   held-out clips of another set; a wrong conversion (weights, layout, preprocessing) changes
+#   most strings and moves the score far more. With much fewer clips (`--check-clips 16`) one
+#   flip weighs more: keep the default.
+SCORE_BOUND = {False: 1e-6, True: 0.005}
+# Below this fraction of clips that Keras decodes to something other than DUMMY_PHRASE, both
+# implementations mostly print the same constant and equal scores prove nothing.
+MIN_DECODED = 0.25
+# Without records: normalized total Levenshtein of the TFLite strings against the Keras strings
+# on synthetic clips. fp32 must decode identically. For fp16, 0.998 bounds the score change on
+# any labelled set of similar length by ~0.002 (the triangle inequality: |D(t, a) - D(t, b)| <=
+# D(a, b)); clips far from a model's data have more near-ties, which is why records are preferred.
 PARITY_MIN = {False: 1.0, True: 0.998}  # keyed by fp16
 VARIABLE_OPS = frozenset({"READ_VARIABLE", "VAR_HANDLE", "ASSIGN_VARIABLE"})
 NO_CHARACTERS = np.full(vocab.LABEL_LEN + 1, vocab.EOS, np.int32)  # decoder ids of ""
@@ -88,14 +112,29 @@ def float32_policy():
 
 
 def load_models(cfg: config.Config, checkpoints: Sequence[str]) -> list[Recognizer]:
-    """float32 Recognizers of `cfg`, one per `.weights.h5` checkpoint (`model.save_weights`)."""
+    """float32 Recognizers of `cfg`, one per checkpoint.
+
+    A `.weights.h5` is a Keras checkpoint (`model.save_weights`; Keras copies a `gs://` or
+    `ram://` file to a local temporary file itself). A `.pth`, `.pt` or `.npz` is a 1st-place
+    PyTorch state_dict (bare or as its train.py saves it), imported with
+    `reference.import_recognizer`: `cfg` must then describe that Squeezeformer (e.g.
+    configs/cfg_2_squeezeformer.yaml).
+    """
     if not checkpoints:
         raise ValueError("at least one checkpoint is needed")
+    unknown = [p for p in checkpoints if not p.endswith(".weights.h5")
+               and not p.lower().endswith(reference.CHECKPOINT_SUFFIXES)]
+    if unknown:
+        raise ValueError(f"{unknown}: expected Keras .weights.h5 files or 1st-place state_dicts "
+                         f"({', '.join(reference.CHECKPOINT_SUFFIXES)})")
     models = []
     with float32_policy():
         for path in checkpoints:
             model = build_recognizer(cfg)
-            model.load_weights(path)
+            if path.endswith(".weights.h5"):
+                model.load_weights(path)
+            else:
+                reference.import_recognizer(model, reference.load_state_dict(path))
             models.append(model)
     return models
 
@@ -196,7 +235,14 @@ def convert(models: Sequence[Recognizer], max_len: int, fp16: bool = True) -> by
 
 def runner(model, num_threads: int | None = None):
     """`serving_default` signature runner of `model` (flatbuffer bytes or a .tflite path) on the
-    LiteRT interpreter, the runtime of the competition scorer."""
+    LiteRT interpreter, the runtime of the competition scorer.
+
+    LiteRT opens local files only: a path that is not local (`gs://`, `ram://`) is read through
+    `tf.io.gfile` and handed over as bytes.
+    """
+    if not isinstance(model, bytes) and "://" in str(model):
+        with tf.io.gfile.GFile(str(model), "rb") as f:
+            model = f.read()
     source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
     return Interpreter(num_threads=num_threads, **source).get_signature_runner(SIGNATURE)
 
@@ -332,19 +378,141 @@ def sample_sequences(count: int, seed: int = 0) -> list[np.ndarray]:
                                       rng)[0][:, columns] for _ in range(count)]
 
 
-def check_parity(model: bytes, models: Sequence[Recognizer], max_len: int,
-                 sequences: Sequence[np.ndarray], minimum: float) -> float:
-    """Agreement of TFLite with Keras on `sequences` (see PARITY_MIN); ExportError if below."""
+@dataclasses.dataclass(frozen=True)
+class CheckClips:
+    """Clips of the parity check: frames `[T, 390]` as the serving input takes them, their true
+    phrases (None for synthetic clips, which only compare TFLite with Keras) and where they
+    come from."""
+
+    source: str
+    frames: list[np.ndarray]
+    phrases: list[str] | None = None
+
+
+def record_clips(records_dir: str, fold: int, count: int) -> CheckClips:
+    """The first `count` competition-train clips of a TFRecords conversion, in index order.
+
+    Clips of the held-out fold `fold`, or of every fold when `fold` is -1 (a fullfit holds none
+    out). Records store the raw frames in SELECTED_COLUMNS order with NaN kept (records.py),
+    which is the serving graph's input as `inference_args.json` describes it, so they are used
+    as stored. Index order keeps the clips in few shards: only those are read, each until its
+    clips are found.
+    """
+    index = pipeline.read_index(records_dir)
+    rows = index[index["is_supplemental"] == 0]
+    if fold >= 0:
+        rows = rows[rows["fold"] == fold]
+    rows = rows.head(count)
+    which = f"held-out fold {fold}" if fold >= 0 else "all folds: data.fold is -1"
+    if rows.empty:
+        raise ExportError(f"{records_dir} holds no competition-train clips ({which}) to check "
+                          "the export on; give other --records, or --check-clips 0 to skip")
+    found = {}
+    for shard, group in rows.groupby("shard", sort=False):
+        wanted = set(group["sequence_id"].tolist())
+        for record in records.read_shard(f"{records_dir.rstrip('/')}/{shard}"):
+            if record["sequence_id"] in wanted:
+                found[record["sequence_id"]] = record
+                if wanted <= found.keys():
+                    break
+    missing = sorted(set(rows["sequence_id"].tolist()) - found.keys())
+    if missing:
+        raise ExportError(f"{records_dir}: {INDEX} lists sequences missing from their shards, "
+                          f"e.g. {missing[:3]}")
+    chosen = [found[i] for i in rows["sequence_id"].tolist()]
+    return CheckClips(f"{records_dir} ({which})", [r["frames"] for r in chosen],
+                      [r["phrase"] for r in chosen])
+
+
+def choose_clips(data: config.Data, records_dir: str | None, count: int) -> CheckClips | None:
+    """The parity check's clips: from `records_dir` if given, else from `data.records` if that
+    holds a conversion (`record_clips` with `data.fold`), else `count` synthetic clips; None
+    when `count` is 0 (no check)."""
+    if count == 0:
+        return None
+    if records_dir is None and tf.io.gfile.exists(f"{data.records.rstrip('/')}/{INDEX}"):
+        records_dir = data.records
+    if records_dir is None:
+        return CheckClips("synthetic", sample_sequences(count))
+    if not tf.io.gfile.exists(f"{records_dir.rstrip('/')}/{INDEX}"):
+        raise ExportError(f"{records_dir} has no {INDEX}: not a TFRecords conversion (python -m "
+                          "asl_keras.data.convert makes one)")
+    return record_clips(records_dir, data.fold, count)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityCheck:
+    """What the TFLite-vs-Keras check ran on and measured.
+
+    `agreement`: normalized total Levenshtein of the TFLite strings against the Keras strings;
+    `decoded`: fraction of clips Keras decodes to something other than DUMMY_PHRASE; scores
+    against the true phrases (records only, else None); `limit`: the bound applied
+    (SCORE_BOUND with records, PARITY_MIN without).
+    """
+
+    source: str
+    clips: int
+    agreement: float
+    decoded: float
+    limit: float
+    keras_score: float | None = None
+    tflite_score: float | None = None
+
+    @property
+    def difference(self) -> float | None:
+        """TFLite score - Keras score (None on synthetic clips)."""
+        if self.keras_score is None:
+            return None
+        return self.tflite_score - self.keras_score
+
+    def summary(self) -> str:
+        decoded = f"{self.decoded:.0%} of clips decoded to other than the dummy phrase"
+        if self.keras_score is None:
+            return (f"check on {self.clips} synthetic clips (no records): agreement with Keras "
+                    f"{self.agreement:.4f} (minimum {self.limit}), {decoded}")
+        return (f"check on {self.clips} clips of {self.source}: score keras "
+                f"{self.keras_score:.4f}, tflite {self.tflite_score:.4f}, difference "
+                f"{self.difference:+.4f} (bound {self.limit:g}), {decoded}; strings agree "
+                f"{self.agreement:.4f}")
+
+
+def check_parity(model: bytes, models: Sequence[Recognizer], max_len: int, clips: CheckClips,
+                 fp16: bool) -> ParityCheck:
+    """Run TFLite and Keras on `clips`; ExportError unless they match (module docstring).
+
+    With true phrases: fails when fewer than MIN_DECODED of the clips decode to something other
+    than DUMMY_PHRASE (too weak a model to judge) or when the scores differ by more than
+    SCORE_BOUND. Synthetic clips: fails when the agreement is below PARITY_MIN.
+    """
     run = runner(model)
-    lite = [tflite_text(run, f) for f in sequences]
-    reference = keras_texts(models, max_len, sequences)
-    agreement = normalized_total(reference, lite)
-    if agreement < minimum:
-        differ = [(k, t) for k, t in zip(reference, lite, strict=True) if k != t]
-        raise ExportError(f"TFLite and Keras disagree on {len(differ)}/{len(sequences)} sample "
-                          f"sequences (agreement {agreement:.4f} < {minimum}); first: Keras "
-                          f"{differ[0][0]!r}, TFLite {differ[0][1]!r}")
-    return agreement
+    lite = [tflite_text(run, f) for f in clips.frames]
+    keras_ = keras_texts(models, max_len, clips.frames)
+    differ = [(k, t) for k, t in zip(keras_, lite, strict=True) if k != t]
+    first = f"first: Keras {differ[0][0]!r}, TFLite {differ[0][1]!r}" if differ else ""
+    decoded = float(np.mean([t != vocab.DUMMY_PHRASE for t in keras_]))
+    agreement = normalized_total(keras_, lite)
+    n = len(clips.frames)
+    if clips.phrases is None:
+        if agreement < PARITY_MIN[fp16]:
+            raise ExportError(f"TFLite and Keras disagree on {len(differ)}/{n} sample sequences "
+                              f"(agreement {agreement:.4f} < {PARITY_MIN[fp16]}); {first}")
+        return ParityCheck(clips.source, n, agreement, decoded, PARITY_MIN[fp16])
+    if decoded < MIN_DECODED:
+        raise ExportError(f"only {decoded:.0%} of the {n} clips of {clips.source} decode to "
+                          f"something other than the dummy phrase {vocab.DUMMY_PHRASE!r} (at "
+                          f"least {MIN_DECODED:.0%} needed): the model is too weak to judge "
+                          "TFLite against Keras on them. Train it further, check on other "
+                          "--records, or skip the check with --check-clips 0")
+    result = ParityCheck(clips.source, n, agreement, decoded, SCORE_BOUND[fp16],
+                         normalized_total(clips.phrases, keras_),
+                         normalized_total(clips.phrases, lite))
+    if abs(result.difference) > SCORE_BOUND[fp16]:
+        raise ExportError(f"on {n} clips of {clips.source}, TFLite scores "
+                          f"{result.tflite_score:.4f} and Keras {result.keras_score:.4f} against "
+                          f"the true phrases: the difference {result.difference:+.4f} exceeds "
+                          f"{SCORE_BOUND[fp16]:g} ({'fp16' if fp16 else 'fp32'}); "
+                          f"{len(differ)} clips decode differently, {first}")
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,39 +529,45 @@ class ExportResult:
     fp16: bool
     convert_seconds: float
     ops: list[str]
-    parity: float | None  # None when no parity sequences were run
+    check: ParityCheck | None  # None when the parity check was skipped (0 clips)
     submission_path: str | None
 
     def summary(self) -> str:
-        parity = "not run" if self.parity is None else f"{self.parity:.4f}"
         lines = [f"{self.model_path}: {self.size_bytes / 1e3:,.0f} kB "
                  f"({'fp16' if self.fp16 else 'fp32'} weights), converted in "
                  f"{self.convert_seconds:.0f} s",
                  f"ops ({len(self.ops)}, builtin only): {' '.join(self.ops)}",
-                 f"parity with Keras (normalized Levenshtein): {parity}"]
+                 "parity with Keras: "
+                 + ("not run (--check-clips 0)" if self.check is None else self.check.summary())]
         if self.submission_path:
             lines.append(f"submission: {self.submission_path}")
         return "\n".join(lines)
 
 
 def export(config_path: str, checkpoints: Sequence[str], out_dir: str, fp16: bool = True,
-           make_submission: bool = False, parity_sequences: int = 32,
-           size_limit: int | None = None) -> ExportResult:
+           make_submission: bool = False, check_clips: int = DEFAULT_CHECK_CLIPS,
+           records_dir: str | None = None, size_limit: int | None = None) -> ExportResult:
     """Checkpoints of `config_path` -> `out_dir/model.tflite` + `inference_args.json`
-    (+ `submission.zip`), contract and parity checked; raises ExportError on a violation (the
-    files stay for inspection, the zip is not written). `size_limit` defaults to SIZE_LIMIT."""
+    (+ `submission.zip`), contract and parity checked; `size_limit` defaults to SIZE_LIMIT.
+
+    The parity check runs on `check_clips` clips (`choose_clips`: of `records_dir`, else of the
+    config's `data.records`, else synthetic; 0 skips it). The checks run on the converted model
+    in memory and the files are written only when all pass, so a failed export (ExportError)
+    writes nothing in `out_dir` but `model.FAILED.tflite`, for inspection; files of an earlier
+    export stay as they were. Every path goes through `tf.io.gfile` (`gs://`, `ram://`).
+    """
     cfg = config.load(config_path)
     models = load_models(cfg, checkpoints)
+    clips = choose_clips(cfg.data, records_dir, check_clips)  # bad records fail before converting
     start = time.perf_counter()
     model = convert(models, cfg.data.max_len, fp16)
     seconds = time.perf_counter() - start
-    os.makedirs(out_dir, exist_ok=True)
-    model_path = os.path.join(out_dir, submission.MODEL_FILE)
-    with open(model_path, "wb") as f:
-        f.write(model)
-    submission.write_inference_args(out_dir)
-    ops = check_contract(model, SIZE_LIMIT if size_limit is None else size_limit)
-    parity = (check_parity(model, models, cfg.data.max_len, sample_sequences(parity_sequences),
-                           PARITY_MIN[fp16]) if parity_sequences else None)
-    zip_path = submission.write_submission(out_dir) if make_submission else None
-    return ExportResult(model_path, len(model), fp16, seconds, sorted(ops), parity, zip_path)
+    try:
+        ops = check_contract(model, SIZE_LIMIT if size_limit is None else size_limit)
+        check = check_parity(model, models, cfg.data.max_len, clips, fp16) if clips else None
+    except ExportError as err:
+        failed = submission.write_failed(out_dir, model)
+        raise ExportError(f"{err}\nno {submission.MODEL_FILE} was written; the converted model "
+                          f"is in {failed} for inspection") from err
+    model_path, zip_path = submission.write_package(out_dir, model, make_submission)
+    return ExportResult(model_path, len(model), fp16, seconds, sorted(ops), check, zip_path)

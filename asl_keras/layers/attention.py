@@ -1,7 +1,7 @@
 """Encoder self-attention variants of the 1st-place model.
 
 - `RotarySelfAttention` (cfg_2, `mdl_2_pt.py`): Llama-style q/k/v/o projections without bias,
-  rotary position embedding (rotate-half, base 10000) from `keras_hub.layers.RotaryEmbedding`,
+  rotary position embedding (rotate-half, base 10000, `layers/rotary.py`),
   scores / sqrt(head_dim), padded keys masked, softmax in float32, no dropout.
 - `RelativeSelfAttention` (cfg_1, `mdl_1_pt.py`): Transformer-XL relative attention as in
   Conformer/Squeezeformer: sinusoidal relative positions, learned u/v biases, the relative
@@ -15,19 +15,21 @@ from __future__ import annotations
 import math
 
 import keras
-import keras_hub
 from keras import ops
+
+from asl_keras.layers.rotary import RotaryEmbedding
 
 MASKED = -1e9
 
 
-def _split_heads(x, heads):
+def split_heads(x, heads: int):
+    """`[B, T, H * Dh]` -> `[B, T, H, Dh]`."""
     b, t = ops.shape(x)[0], ops.shape(x)[1]
     # A static head width (not -1) keeps shapes known when B, T are symbolic (functional models).
     return ops.reshape(x, (b, t, heads, x.shape[-1] // heads))  # [B, T, H, Dh]
 
 
-def _masked_softmax(scores, frame_mask):
+def masked_softmax(scores, frame_mask):
     """softmax over keys in float32, padded keys excluded. scores `[B, H, Tq, Tk]`."""
     keep = ops.cast(frame_mask, "bool")[:, None, None, :]
     scores = ops.where(keep, ops.cast(scores, "float32"), MASKED)
@@ -46,19 +48,18 @@ class RotarySelfAttention(keras.layers.Layer):
         self.k = keras.layers.Dense(dim, name="k_proj", **dense)
         self.v = keras.layers.Dense(dim, name="v_proj", **dense)
         self.o = keras.layers.Dense(dim, name="o_proj", **dense)
-        self.rope = keras_hub.layers.RotaryEmbedding(max_wavelength=10000, sequence_axis=1,
-                                                     feature_axis=-1, dtype=self.dtype_policy)
+        self.rope = RotaryEmbedding(dtype=self.dtype_policy)
 
     def build(self, input_shape):
         for layer in (self.q, self.k, self.v, self.o):
             layer.build(input_shape)
 
     def call(self, x, frame_mask, training=False):
-        q = self.rope(_split_heads(self.q(x), self.heads))
-        k = self.rope(_split_heads(self.k(x), self.heads))
-        v = _split_heads(self.v(x), self.heads)
+        q = self.rope(split_heads(self.q(x), self.heads))
+        k = self.rope(split_heads(self.k(x), self.heads))
+        v = split_heads(self.v(x), self.heads)
         scores = ops.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.dim // self.heads)
-        attn = ops.cast(_masked_softmax(scores, frame_mask), v.dtype)
+        attn = ops.cast(masked_softmax(scores, frame_mask), v.dtype)
         out = ops.einsum("bhqk,bkhd->bqhd", attn, v)
         return self.o(ops.reshape(out, ops.shape(x)))
 
@@ -116,15 +117,15 @@ class RelativeSelfAttention(keras.layers.Layer):
                                       name="v_bias")
 
     def call(self, x, frame_mask, training=False):
-        q = _split_heads(self.q(x), self.heads)
-        k = _split_heads(self.k(x), self.heads)
-        v = _split_heads(self.v(x), self.heads)
+        q = split_heads(self.q(x), self.heads)
+        k = split_heads(self.k(x), self.heads)
+        v = split_heads(self.v(x), self.heads)
         pos = self.pos(ops.cast(relative_positions(ops.shape(x)[1], self.dim), x.dtype))
         pos = ops.reshape(pos, (-1, self.heads, self.dim // self.heads))  # [2T-1, H, Dh]
         content = ops.einsum("bqhd,bkhd->bhqk", q + ops.cast(self.u_bias, q.dtype), k)
         by_offset = ops.einsum("bqhd,phd->bhqp", q + ops.cast(self.v_bias, q.dtype), pos)
         scores = (content + relative_shift(by_offset)) / math.sqrt(self.dim // self.heads)
-        attn = self.attn_drop(ops.cast(_masked_softmax(scores, frame_mask), v.dtype),
+        attn = self.attn_drop(ops.cast(masked_softmax(scores, frame_mask), v.dtype),
                               training=training)
         out = ops.einsum("bhqk,bkhd->bqhd", attn, v)
         return self.out_drop(self.o(ops.reshape(out, ops.shape(x))), training=training)

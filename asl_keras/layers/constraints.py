@@ -1,11 +1,13 @@
-"""Zipformer's activation constraints: identity forward, an extra gradient term backward.
+"""Zipformer's constraints: identity forward, an extra gradient term backward.
 
-Spec `zipformer_and_seed.md` section 2.8 (icefall `scaling.py`, paper App. A.3). Both layers
-return their input unchanged; in training, with a scheduled probability per call, they add to
-the incoming gradient the gradient of a penalty on the activation statistics, scaled relative
-to that incoming gradient. Out of training they build no op at all, so an exported model has
-no trace of them. Penalty gradients are written out analytically (no nested tape), in float32
-whatever the compute dtype, so they run on every backend, under XLA and in mixed precision.
+Spec `zipformer_and_seed.md` section 2.8 (icefall `scaling.py`, paper App. A.3). `Balancer` and
+`Whitener` return their input unchanged; in training, with a scheduled probability per call,
+they add to the incoming gradient the gradient of a penalty on the activation statistics,
+scaled relative to that incoming gradient. `limit` does the same for a parameter kept in a
+range (icefall's `limit_param_value`). Out of training they build no op at all, so an exported
+model has no trace of them. Penalty gradients are written out analytically (no nested tape),
+in float32 whatever the compute dtype, so they run on every backend, under XLA and in mixed
+precision.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from keras import ops
 from asl_keras.layers.scheduled import ScheduledFloat
 
 _TINY = 1e-20
+LIMIT_PROB = 0.6  # icefall's limit_param_value default
 
 
 def _with_extra_gradient(x, fire, extra_gradient):
@@ -36,9 +39,29 @@ def _with_extra_gradient(x, fire, extra_gradient):
     return _apply(x, fire)
 
 
-def _fires(prob: ScheduledFloat, step, seed_generator):
-    """1.0 with probability `prob(step)`, else 0.0 (one draw per call)."""
-    return ops.cast(keras.random.uniform((), seed=seed_generator) < prob.value(step), "float32")
+def _fires(prob, seed_generator):
+    """1.0 with probability `prob` (float or scalar tensor), else 0.0 (one draw per call)."""
+    return ops.cast(keras.random.uniform((), seed=seed_generator) < prob, "float32")
+
+
+def limit(value, low, high, seed_generator, prob: float = LIMIT_PROB):
+    """icefall's `limit_param_value`, for use in training: `value` itself forward.
+
+    With probability `prob` (one draw per call) the backward negates the gradient of entries
+    below `low` (above `high`) that would push them further out, so a descent step moves them
+    back towards the range; other entries, and the other calls, get the gradient unchanged.
+    `low` and `high` may be scalar tensors (a schedule at the current step). The parameter
+    itself is never clipped, so training and inference compute with the same value.
+    `value`: a variable or tensor of any shape; returns a tensor equal to it.
+    """
+
+    def negate_outward(v, g):
+        outward = ops.logical_or(ops.logical_and(v < low, g > 0),
+                                 ops.logical_and(v > high, g < 0))
+        return ops.where(outward, -2.0 * g, ops.zeros_like(g))
+
+    # A tensor copy: tf.custom_gradient rejects functions that read variables themselves.
+    return _with_extra_gradient(ops.copy(value), _fires(prob, seed_generator), negate_outward)
 
 
 def balancer_gradient(x, g, min_mean, max_mean, min_rms, max_rms, grad_scale):
@@ -72,8 +95,8 @@ class Balancer(keras.layers.Layer):
 
     `min_positive`/`max_positive` become bounds on mean/std through the approximate inverse
     `mean/std ~ 0.814 atanh(2p - 1)`; `min_abs`/`max_abs` become RMS bounds (`RMS ~ 1.2533
-    mean|x|` for a Gaussian). `prob` is a schedule of the optimizer step (icefall default 0.5 ->
-    0.125 over 8k steps). `call(x, step=None, training=False)`: `x [..., C]` unchanged.
+    mean|x|` for a Gaussian). `prob` is a schedule of the optimizer update (icefall default 0.5
+    -> 0.125 over 8k updates). `call(x, step=None, training=False)`: `x [..., C]` unchanged.
     """
 
     def __init__(self, min_positive: float = 0.05, max_positive: float = 0.95,
@@ -94,7 +117,7 @@ class Balancer(keras.layers.Layer):
             return x
         bounds = (self._mean_over_std(self.min_positive), self._mean_over_std(self.max_positive),
                   1.2533 * self.min_abs, 1.2533 * self.max_abs, self.grad_scale)
-        return _with_extra_gradient(x, _fires(self.prob, step, self.seed_generator),
+        return _with_extra_gradient(x, _fires(self.prob.value(step), self.seed_generator),
                                     lambda v, g: balancer_gradient(v, g, *bounds))
 
     def get_config(self):
@@ -166,10 +189,10 @@ class Whitener(keras.layers.Layer):
     def call(self, x, frame_mask=None, step=None, training=False):
         if not training:
             return x
-        limit = self.limit.value(step)
+        threshold = self.limit.value(step)
         return _with_extra_gradient(
-            x, _fires(self.prob, step, self.seed_generator),
-            lambda v, g: whitener_gradient(v, g, limit, self.grad_scale, frame_mask))
+            x, _fires(self.prob.value(step), self.seed_generator),
+            lambda v, g: whitener_gradient(v, g, threshold, self.grad_scale, frame_mask))
 
     def get_config(self):
         return {**super().get_config(), "limit": self.limit.to_list(),

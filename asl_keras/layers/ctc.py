@@ -7,10 +7,11 @@ output much sooner. Labels are the decoder targets `[B, L]` (characters, EOS, PA
 
 from __future__ import annotations
 
-import tensorflow as tf
+import keras
 from keras import ops
 
 from asl_keras import vocab
+from asl_keras.runtime import tf
 
 
 def ctc_loss_per_char(labels, logits, frame_mask):
@@ -30,12 +31,24 @@ def ctc_loss_per_char(labels, logits, frame_mask):
     # kernel rejects empty labels), then weighted by 0
     length = ops.where(feasible, length, 1)
     targets = ops.where(labels < vocab.NUM_CHARS, labels, 0)
-    # TensorFlow on purpose: `keras.ops.ctc_loss` passes dense labels, which selects TF's
-    # graph-level CTC (about 10x slower on CPU than the fused kernel used for sparse labels).
-    sparse = tf.sparse.from_dense(ops.where(ops.arange(ops.shape(labels)[1])[None, :]
-                                            < length[:, None], targets + 1, 0))
-    sparse = tf.SparseTensor(sparse.indices, sparse.values - 1, sparse.dense_shape)
-    loss = tf.nn.ctc_loss(sparse, ops.cast(logits, "float32"), None, frames,
-                          logits_time_major=False, blank_index=vocab.CTC_BLANK)
+    if keras.backend.backend() == "tensorflow":
+        loss = sparse_ctc_loss(targets, length, logits, frames)
+    else:  # other backends: Keras' own CTC (dense labels; the same loss)
+        loss = ops.ctc_loss(targets, ops.cast(logits, "float32"), length, frames,
+                            mask_index=vocab.CTC_BLANK)
     per_char = loss / ops.cast(ops.maximum(length, 1), "float32")
     return ops.where(feasible, per_char, 0.0)
+
+
+def sparse_ctc_loss(targets, length, logits, frames):
+    """Per-sample CTC loss `[B]` through TensorFlow's fused kernel: `targets [B, L]` of which the
+    first `length [B]` count, `logits [B, T, 60]`, `frames [B]` real frames.
+
+    TensorFlow on purpose: `keras.ops.ctc_loss` passes dense labels, which selects TF's
+    graph-level CTC (about 10x slower on CPU than the fused kernel used for sparse labels).
+    """
+    keep = ops.arange(ops.shape(targets)[1])[None, :] < length[:, None]
+    sparse = tf.sparse.from_dense(ops.where(keep, targets + 1, 0))  # +1: 0 is "absent" here
+    sparse = tf.SparseTensor(sparse.indices, sparse.values - 1, sparse.dense_shape)
+    return tf.nn.ctc_loss(sparse, ops.cast(logits, "float32"), None, frames,
+                          logits_time_major=False, blank_index=vocab.CTC_BLANK)

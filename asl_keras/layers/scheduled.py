@@ -2,8 +2,9 @@
 
 A `ScheduledFloat` is piecewise linear in the step through points `((step, value), ...)` and
 constant before the first and after the last point. It holds no state: the current step is an
-argument of `value(step)`, normally `optimizer.iterations` handed down by the encoder to every
-layer, so all schedules read the same counter, advance inside compiled (XLA) functions and on
+argument of `value(step)`, normally `optimizer.iterations` (the optimizer update, the step unit
+of every schedule of a run, learning rate included) handed down by the encoder to every layer,
+so all schedules read the same counter, advance inside compiled (XLA) functions and on
 every device. `step=None` means inference and gives the final value. (The public fork relied on
 icefall's Python-side `batch_count`, which its train loop never set, so no schedule moved.)
 Layers keep the points in their config; `ScheduledFloat.of` turns a float, a list of points or

@@ -6,14 +6,23 @@ adds Zipformer's structure: one attention-weight computation shared by NonlinAtt
 value-only attentions, three FFNs with SwooshL, SwooshR in the conv modules, a mid-block Bypass,
 BiasNorm and an end Bypass with per-sequence layer skip.
 
-Schedules (`ScheduledFloat`) are evaluated at the `step` argument of `call` (the optimizer step,
-passed down by the encoder; `None` = inference). Their default points are icefall's, counted in
-its batches; the trainer's optimizer steps may need other points (they are constructor args).
+Schedules (`ScheduledFloat`) are evaluated at the `step` argument of `call` (the optimizer
+update, passed down by the encoder; `None` = inference). Their default points are icefall's,
+counted in its batches, which are optimizer updates too; a run of another length may need other
+points (they are constructor args) or the encoder's `schedule_scale`.
 Stochastic skips draw one number per *sequence* (batch axis 0 of `[B, T, C]`), never per frame,
-and are off at inference. With `constraints=True` the block output gets icefall's
-gradient-only regularisers (Balancer -> BiasNorm -> Bypass -> Balancer -> Whitener, spec 2.3
-step 9); the module-internal balancers, const-attention and ScaledAdam-specific initial scales
-are not used.
+and are off at inference. Bypass scales and BiasNorm's log-scale are kept in range as in
+icefall: the forward uses them as they are, in training and at inference alike, and in training
+a gradient-only penalty (`constraints.limit`, icefall's limit_param_value, on 60 % of the calls)
+turns back gradients that would push them further out of range; the Bypass schedule moves only
+the penalty's lower bound. So every validation scores the network being trained. With
+`constraints=True` the block output gets icefall's gradient-only regularisers (Balancer ->
+BiasNorm -> Bypass -> Balancer -> Whitener, spec 2.3 step 9).
+
+Deviations from icefall's Zipformer2: RoPE attention instead of relative positions; the
+1st-place Squeezeformer conv module (masked BatchNorm, kernel 51) and per-module input scale
+and bias; an `eps` in BiasNorm; the module-internal balancers, const-attention and
+ScaledAdam-specific initial scales are not used.
 """
 
 from __future__ import annotations
@@ -21,12 +30,12 @@ from __future__ import annotations
 import math
 
 import keras
-import keras_hub
 from keras import ops
 
-from asl_keras.layers.attention import _masked_softmax, _split_heads
-from asl_keras.layers.constraints import Balancer, Whitener
+from asl_keras.layers.attention import masked_softmax, split_heads
+from asl_keras.layers.constraints import Balancer, Whitener, limit
 from asl_keras.layers.conv_module import ConvModule, zero_pads
+from asl_keras.layers.rotary import RotaryEmbedding
 from asl_keras.layers.scheduled import ScheduledFloat
 from asl_keras.layers.squeezeformer import FeedForward
 
@@ -84,29 +93,6 @@ class SwooshR(keras.layers.Layer):
         return swoosh_r(x)
 
 
-def limit(value, low, high):
-    """`clip(value, low, high)` whose gradient moves out-of-range entries back into the range.
-
-    Backward is straight-through, except that where an entry is below `low` (above `high`) a
-    gradient that would push it further out is negated (icefall's limit_param_value rule).
-    A plain clip would give such entries no gradient: a bypass scale initialised at 0.5 under
-    scale_min 0.9 would stay frozen until the schedule came down to 0.5.
-    """
-
-    @ops.custom_gradient
-    def _limit(v):
-        def grad(*args, upstream=None):
-            g = args[0] if upstream is None else upstream
-            outward = ops.logical_or(ops.logical_and(v < low, g > 0),
-                                     ops.logical_and(v > high, g < 0))
-            return ops.where(outward, -g, g)
-
-        return ops.clip(v, low, high), grad
-
-    # A tensor copy: tf.custom_gradient rejects functions that read variables themselves.
-    return _limit(ops.copy(value))
-
-
 def sequence_keep_mask(x, rate: ScheduledFloat, step, seed_generator):
     """`[B, 1, 1]` mask of x `[B, T, C]`: 0 for sequences skipped with probability rate(step).
 
@@ -123,14 +109,27 @@ def sequence_keep_mask(x, rate: ScheduledFloat, step, seed_generator):
 class BiasNorm(keras.layers.Layer):
     """y = x / RMS_c(x - b) * exp(gamma) per frame over channels (spec 2.5).
 
-    b: per-channel bias (init 0) that only enters the RMS; gamma: scalar log-scale (init 1.0)
-    limited to [-1.5, 1.5] in the forward (`limit`). Computed in float32; `eps` keeps all-zero
-    frames finite (icefall has none). Shapes `[..., C]` -> same.
+    b: per-channel bias (init 0) that only enters the RMS; gamma: scalar log-scale (init 1.0),
+    used as it is; in training a gradient-only penalty (`constraints.limit`) pushes it back
+    into `[-log_scale_limit, log_scale_limit]`. Computed in float32; `eps` keeps all-zero
+    frames finite (icefall has none).
+
+    Args:
+        log_scale_limit: bound of the range gamma is kept in.
+        eps: added to the mean square.
+
+    Call args:
+        x: `[..., C]`.
+        training: whether the penalty is applied.
+
+    Returns:
+        `[..., C]`, the dtype of `x`.
     """
 
     def __init__(self, log_scale_limit: float = 1.5, eps: float = 1e-5, **kwargs):
         super().__init__(**kwargs)
         self.log_scale_limit, self.eps = log_scale_limit, eps
+        self.seed_generator = keras.random.SeedGenerator()
 
     def build(self, input_shape):
         self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias",
@@ -138,10 +137,13 @@ class BiasNorm(keras.layers.Layer):
         self.log_scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(1.0),
                                          name="log_scale", autocast=False)
 
-    def call(self, x):
+    def call(self, x, training=False):
         x32 = ops.cast(x, "float32")
         mean_square = ops.mean(ops.square(x32 - self.bias), axis=-1, keepdims=True)
-        log_scale = limit(self.log_scale, -self.log_scale_limit, self.log_scale_limit)
+        log_scale = self.log_scale
+        if training:
+            log_scale = limit(log_scale, -self.log_scale_limit, self.log_scale_limit,
+                              self.seed_generator)
         return ops.cast(x32 * ops.rsqrt(mean_square + self.eps) * ops.exp(log_scale), x.dtype)
 
     def get_config(self):
@@ -152,9 +154,22 @@ class BiasNorm(keras.layers.Layer):
 class Bypass(keras.layers.Layer):
     """out = x0 + c * (x - x0) with per-channel c (init 0.5) (spec 2.4).
 
-    c is limited to [scale_min(step), 1] in training and to [final scale_min, 1] at inference.
-    In training, `skip_rate(step)` is the probability that a sequence gets c = 0, i.e. out = x0
-    (layer skip). `call(x0, x, step=None, training=False)`, x0 and x `[B, T, C]` -> `[B, T, C]`.
+    c is used as it is, in training and at inference alike. In training a gradient-only
+    penalty (`constraints.limit`) pushes it back into `[scale_min(step), 1]`, and
+    `skip_rate(step)` is the probability that a sequence gets c = 0, i.e. out = x0 (layer skip).
+
+    Args:
+        scale_min: schedule (or constant) of the penalty's lower bound.
+        skip_rate: schedule (or constant) of the per-sequence skip probability.
+
+    Call args:
+        x0: `[B, T, C]`, the input of the bypassed modules.
+        x: `[B, T, C]`, their output.
+        step: optimizer update the schedules are read at (`None`: their final values).
+        training: whether the penalty and the skips are applied.
+
+    Returns:
+        `[B, T, C]`.
     """
 
     def __init__(self, scale_min=BYPASS_SCALE_MIN, skip_rate=0.0, **kwargs):
@@ -169,8 +184,9 @@ class Bypass(keras.layers.Layer):
                                      autocast=False)
 
     def call(self, x0, x, step=None, training=False):
-        scale = limit(self.scale, self.scale_min.value(step if training else None), 1.0)
+        scale = self.scale
         if training:
+            scale = limit(scale, self.scale_min.value(step), 1.0, self.seed_generator)
             keep = sequence_keep_mask(x0, self.skip_rate, step, self.seed_generator)
             scale = scale if keep is None else ops.cast(keep, scale.dtype) * scale
         return x0 + ops.cast(scale, x.dtype) * (x - x0)
@@ -196,18 +212,17 @@ class AttentionWeights(keras.layers.Layer):
         dense = dict(use_bias=False, dtype=self.dtype_policy)
         self.q = keras.layers.Dense(heads * head_dim, name="q_proj", **dense)
         self.k = keras.layers.Dense(heads * head_dim, name="k_proj", **dense)
-        self.rope = keras_hub.layers.RotaryEmbedding(max_wavelength=10000, sequence_axis=1,
-                                                     feature_axis=-1, dtype=self.dtype_policy)
+        self.rope = RotaryEmbedding(dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.q.build(input_shape)
         self.k.build(input_shape)
 
     def call(self, x, frame_mask):
-        q = self.rope(_split_heads(self.q(x), self.heads))
-        k = self.rope(_split_heads(self.k(x), self.heads))
+        q = self.rope(split_heads(self.q(x), self.heads))
+        k = self.rope(split_heads(self.k(x), self.heads))
         scores = ops.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)
-        return _masked_softmax(scores, frame_mask)
+        return masked_softmax(scores, frame_mask)
 
     def get_config(self):
         return {**super().get_config(), "heads": self.heads, "head_dim": self.head_dim}
@@ -233,7 +248,7 @@ class ValueAttention(keras.layers.Layer):
         self.o.build((*input_shape[:-1], self.heads * self.head_dim))
 
     def call(self, x, attn_weights):
-        v = _split_heads(self.v(x), self.heads)
+        v = split_heads(self.v(x), self.heads)
         out = ops.einsum("bhqk,bkhd->bqhd", ops.cast(attn_weights, v.dtype), v)
         b, t = ops.shape(x)[0], ops.shape(x)[1]
         return self.o(ops.reshape(out, (b, t, self.heads * self.head_dim)))
@@ -371,7 +386,7 @@ class ZipformerBlock(keras.layers.Layer):
         x = _add(x, self.ffn3(inp("ffn3", x), training=training), keep["ffn3"])
         if self.constraints:
             x = self.balancer_in(x, step=step, training=training)
-        x = self.bypass_end(x0, self.norm(x), step=step, training=training)
+        x = self.bypass_end(x0, self.norm(x, training=training), step=step, training=training)
         if self.constraints:
             x = self.balancer_out(x, step=step, training=training)
             x = self.whitener(x, frame_mask, step=step, training=training)

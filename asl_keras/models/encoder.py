@@ -4,9 +4,9 @@
 and the concatenation of four part extractors (left hand, right hand, face, pose) over the
 part-normalised copy, each of width dim/4; cfg_1 uses the single all-landmark extractor.
 `SqueezeformerEncoder`: N identical `SqueezeformerBlock`s at full time resolution.
-`ZipformerEncoder`: `ZipformerBlock`s, optionally in stacks at lower frame rates; the training
-step reaches every scheduled value (bypass clamps, skip rates, constraint probabilities)
-through `call(..., step=optimizer.iterations)`.
+`ZipformerEncoder`: `ZipformerBlock`s, optionally in stacks at lower frame rates; the optimizer's
+update count reaches every scheduled value (bypass scale bounds, skip rates, constraint
+probabilities) through `call(..., step=optimizer.iterations)`.
 Shapes: landmarks `[B, T, 130, 3]`, frame mask `[B, T]` -> `[B, T, D]`.
 """
 
@@ -116,9 +116,9 @@ class ZipformerEncoder(keras.layers.Layer):
     convert_num_channels / _get_full_dim_output). FFN widths scale with w / dim.
     `schedules=False` freezes every schedule at the value the public fork ran with (skip rates
     0, bypass scale_min 0; spec 1.4); `constraints` adds the Balancer/Whitener of each block.
-    Schedule points are icefall's, in its batches; `schedule_scale` multiplies the optimizer
-    step before it reaches them, so a run of N steps can go through icefall's whole 20k-batch
-    warm-up with `schedule_scale = 20000 / N`.
+    Schedule points are icefall's, in its batches (optimizer updates); `schedule_scale`
+    multiplies the optimizer update before it reaches them, so a run of N updates can go
+    through icefall's whole 20k-batch warm-up with `schedule_scale = 20000 / N`.
     """
 
     def __init__(self, dim: int, blocks: int, heads: int = 4, ffn_dims=(156, 208, 260),

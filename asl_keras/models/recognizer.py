@@ -40,12 +40,19 @@ class Recognizer(keras.Model):
     training loss only) and `confidence [B]` (logit on encoder frame 0). In training, decoder
     inputs are masked with `decoder_mask` (labels replaced by DECODER_MASK before the shift);
     targets stay unmasked. `per_sample_loss` gives the reference's loss per sample.
+
+    Args:
+        model: the `model` section of a run config as a dict (`config.Model` fields).
+        decoder_mask: probability that a decoder input token is masked in training.
+        seed: seed of the masking draws; `build_recognizer` passes the run seed, so the
+            members of a seed ensemble mask differently and a run repeats its own draws.
     """
 
-    def __init__(self, model: dict | None = None, decoder_mask: float = 0.0, **kwargs):
+    def __init__(self, model: dict | None = None, decoder_mask: float = 0.0, seed: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.cfg = config.from_dict(config.Model, model or {}, "model")
-        self.decoder_mask = decoder_mask
+        self.decoder_mask, self.seed = decoder_mask, seed
         c, p = self.cfg, dict(dtype=self.dtype_policy)
         self.embedding = LandmarkEmbedding(c.dim, c.part_extractors, c.hand_features,
                                            name="embedding", **p)
@@ -62,7 +69,7 @@ class Recognizer(keras.Model):
         # characters + a blank; training-only, so exports never contain it
         self.ctc_head = (keras.layers.Dense(vocab.CTC_BLANK + 1, name="ctc_fc", **p)
                          if c.ctc_loss_weight > 0 else None)
-        self.seed_generator = keras.random.SeedGenerator(0)
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape=None):
         t = None
@@ -90,7 +97,10 @@ class Recognizer(keras.Model):
         """Confidence logit `[B]` from encoder frame 0 (float32)."""
         return ops.cast(self.confidence_head(encoded[:, 0])[:, 0], "float32")
 
-    def _decoder_inputs(self, labels, training):
+    def decoder_inputs(self, labels, training=False):
+        """Decoder inputs `[B, L]` (int32) for labels `[B, L]`: the start token, then the labels
+        without the last; in training, tokens masked at rate `decoder_mask` first (fresh draws
+        on every call)."""
         if training and self.decoder_mask > 0:
             hit = keras.random.uniform(ops.shape(labels), seed=self.seed_generator)
             labels = ops.where(hit < self.decoder_mask, vocab.DECODER_MASK, labels)
@@ -100,13 +110,13 @@ class Recognizer(keras.Model):
         mask = inputs["mask"]
         encoded = self.encode(inputs["landmarks"], mask, training=training, step=step)
         labels = ops.cast(inputs["labels"], "int32")
-        out = {"logits": self.decoder(self._decoder_inputs(labels, training), encoded, mask,
+        out = {"logits": self.decoder(self.decoder_inputs(labels, training), encoded, mask,
                                       training=training),
                "encoded": encoded}
         if self.backward_decoder is not None:
             targets, weights = dec.backward_targets(labels)
             flipped, flipped_mask = dec.flip_time(encoded, mask)
-            out["logits_bwd"] = self.backward_decoder(self._decoder_inputs(targets, training),
+            out["logits_bwd"] = self.backward_decoder(self.decoder_inputs(targets, training),
                                                       flipped, flipped_mask, training=training)
             out["targets_bwd"], out["weights_bwd"] = targets, weights
         if self.confidence_head is not None:
@@ -144,12 +154,12 @@ class Recognizer(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "model": dataclasses.asdict(self.cfg),
-                "decoder_mask": self.decoder_mask}
+                "decoder_mask": self.decoder_mask, "seed": self.seed}
 
 
 def build_recognizer(cfg: config.Config) -> Recognizer:
     """A built Recognizer for a run config."""
-    model = Recognizer(dataclasses.asdict(cfg.model), cfg.data.augment.decoder_mask,
+    model = Recognizer(dataclasses.asdict(cfg.model), cfg.data.augment.decoder_mask, cfg.seed,
                        name="recognizer")
     model.build()
     return model

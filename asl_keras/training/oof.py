@@ -7,13 +7,13 @@ Per competition-train sequence: `score = (len(gt) - DamerauLevenshtein(gt, pred)
 from each run's last `predictions_epoch*.csv` (the reference's metric; it can be negative),
 averaged over the runs (seeds) that validated that sequence; supplemental sequences get 0.5,
 as in the reference. The pipeline clips scores to [0, 1] when it joins them by `sequence_id`.
-Competition rows that no run validated are reported, not silently filled.
+Competition rows that no run validated are reported, not silently filled. Run folders and the
+output go through `tf.io.gfile` (local paths or `gs://`).
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import re
 import sys
@@ -22,13 +22,14 @@ import pandas as pd
 from rapidfuzz.distance import DamerauLevenshtein
 
 from asl_keras.data.pipeline import read_index
+from asl_keras.runtime import tf
 
 SUPPLEMENTAL_SCORE = 0.5
 
 
 def last_predictions(run: str) -> str:
     """The predictions CSV of a run's last evaluated epoch."""
-    files = glob.glob(os.path.join(run, "predictions_epoch*.csv"))
+    files = tf.io.gfile.glob(os.path.join(run, "predictions_epoch*.csv"))
     if not files:
         raise FileNotFoundError(f"{run}: no predictions_epoch*.csv (was the run evaluated?)")
     return max(files, key=lambda p: int(re.search(r"epoch(\d+)", p).group(1)))
@@ -38,8 +39,9 @@ def merge(runs: list[str], records: str) -> tuple[pd.DataFrame, list[int]]:
     """Score table (sequence_id, score) and the competition ids no run covered."""
     per_run = []
     for run in runs:
-        pred = pd.read_csv(last_predictions(run), dtype={"phrase": str, "prediction": str},
-                           keep_default_na=False)
+        with tf.io.gfile.GFile(last_predictions(run)) as f:
+            pred = pd.read_csv(f, dtype={"phrase": str, "prediction": str},
+                               keep_default_na=False)
         pred["score"] = [(len(t) - DamerauLevenshtein.distance(t, p)) / max(len(t), 1)
                          for t, p in zip(pred["phrase"], pred["prediction"], strict=True)]
         per_run.append(pred[["sequence_id", "score"]])
@@ -59,7 +61,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     table, missing = merge(a.runs, a.records)
-    table.to_csv(a.out, index=False)
+    with tf.io.gfile.GFile(a.out, "w") as f:
+        table.to_csv(f, index=False)
     print(f"{len(table)} scores written to {a.out}")
     if missing:
         print(f"warning: {len(missing)} competition sequences have no out-of-fold prediction "

@@ -1,9 +1,13 @@
 """The reference's optimisation: AdamW, cosine schedule with linear warmup, global-norm clip;
 or Zipformer's ScaledAdam and Eden (`scaled_adam.py`), chosen by `train.optimizer/schedule`.
 
-The schedule advances per micro-batch, like the reference (`scheduler.step()` every batch while
-the optimizer steps every `grad_accumulation` batches): Keras counts `iterations` per `apply`
-call and, with `gradient_accumulation_steps`, averages the gradients of those calls.
+Every schedule counts optimizer updates (one per `train.grad_accumulation` micro-batches), like
+icefall's batch counts and `optimizer.iterations`, which the trainer hands to the model's
+schedules. Keras calls a learning-rate schedule with its micro-batch counter instead (with
+`gradient_accumulation_steps` it counts every `apply` call and averages the gradients of those
+calls), so `PerUpdate` divides it back. For the reference's cosine (its `scheduler.step()`
+every micro-batch, over a length counted in micro-batches) this is the same curve, held
+constant within an update.
 """
 
 from __future__ import annotations
@@ -39,13 +43,43 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup": self.warmup, "total": self.total}
 
 
+@keras.saving.register_keras_serializable(package="asl_keras")
+class PerUpdate(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` of the optimizer update, for Keras to call with its micro-batch counter.
+
+    Returns `schedule(step // micro_batches)`: at every micro-batch the value of the update it
+    belongs to, which is `optimizer.iterations`.
+    """
+
+    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule,
+                 micro_batches: int):
+        self.schedule, self.micro_batches = schedule, micro_batches
+
+    def __call__(self, step):
+        return self.schedule(ops.floor_divide(step, self.micro_batches))
+
+    def get_config(self):
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule),
+                "micro_batches": self.micro_batches}
+
+    @classmethod
+    def from_config(cls, settings):
+        return cls(keras.optimizers.schedules.deserialize(settings["schedule"]),
+                   settings["micro_batches"])
+
+
 def make_schedule(train: config.Train, steps_per_epoch: int):
-    """The config's learning-rate schedule, in optimizer `iterations` (micro-batches)."""
-    warmup = int(train.warmup_epochs * steps_per_epoch)
+    """The config's learning-rate schedule as a function of the optimizer update.
+
+    `steps_per_epoch` counts micro-batches; an epoch has `steps_per_epoch / grad_accumulation`
+    updates, not always a whole number (accumulation runs on across the end of an epoch).
+    """
+    updates_per_epoch = steps_per_epoch / train.grad_accumulation
+    warmup = int(train.warmup_epochs * updates_per_epoch)
     if train.schedule == "eden":
-        return Eden(train.learning_rate, train.eden_steps, train.eden_epochs, steps_per_epoch,
+        return Eden(train.learning_rate, train.eden_steps, train.eden_epochs, updates_per_epoch,
                     warmup_steps=warmup)
-    return WarmupCosine(train.learning_rate, warmup, train.epochs * steps_per_epoch)
+    return WarmupCosine(train.learning_rate, warmup, int(train.epochs * updates_per_epoch))
 
 
 def make_optimizer(train: config.Train, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -54,7 +88,7 @@ def make_optimizer(train: config.Train, steps_per_epoch: int) -> keras.optimizer
     AdamW: weight decay on every parameter, norms and biases included, as in the reference,
     and global-norm clipping at `clip_norm` of the gradient summed over replicas.
     """
-    schedule = make_schedule(train, steps_per_epoch)
+    schedule = PerUpdate(make_schedule(train, steps_per_epoch), train.grad_accumulation)
     accumulate = train.grad_accumulation if train.grad_accumulation > 1 else None
     if train.optimizer == "scaled_adam":
         return ScaledAdam(learning_rate=schedule, gradient_accumulation_steps=accumulate)

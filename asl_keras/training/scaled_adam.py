@@ -17,8 +17,8 @@ BatchNorm betas and the block's module shifts at exactly 0 (icefall's layers sta
 and random); with a 1e-5 floor they would take steps of lr * 1e-5 and stay frozen.
 Simplifications, said plainly: `r` and the scale step are updated every step (icefall: every 4
 steps, for speed, and groups same-shaped tensors). The clipping norm is that of the gradient
-summed over replicas (`clipping.summed_over_replicas`), so it does not depend on the replica
-count.
+summed over replicas (`clipping.SummedGradients` sums before clipping), so it does not depend
+on the replica count.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from asl_keras.training.clipping import summed_over_replicas
+from asl_keras.training.clipping import SummedGradients
 
 _HISTORY = 100  # gradient norms kept for the median
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")
-class ScaledAdam(keras.optimizers.Optimizer):
+class ScaledAdam(SummedGradients, keras.optimizers.Optimizer):
     def __init__(self, learning_rate=0.045, beta_1: float = 0.9, beta_2: float = 0.98,
                  epsilon: float = 1e-8, scalar_lr_scale: float = 0.1,
                  param_min_rms: float = 1e-2, param_max_rms: float = 3.0,
@@ -50,13 +50,11 @@ class ScaledAdam(keras.optimizers.Optimizer):
         super().build(var_list)
         self._second_moments = self.add_optimizer_variables(var_list, "second_moment")
         self._momenta = self.add_optimizer_variables(var_list, "momentum")
-        self._scale_moments = [self.add_variable((), "zeros", name=f"scale_moment_{i}",
-                                                 aggregation="only_first_replica")
+        # Each replica updates its own copy (`SummedGradients`), as Keras' moments.
+        self._scale_moments = [self.add_variable((), "zeros", name=f"scale_moment_{i}")
                                for i in range(len(var_list))]
-        self._norm_history = self.add_variable((_HISTORY,), "zeros", name="norm_history",
-                                               aggregation="only_first_replica")
-        self._norm_count = self.add_variable((), "zeros", dtype="int32", name="norm_count",
-                                             aggregation="only_first_replica")
+        self._norm_history = self.add_variable((_HISTORY,), "zeros", name="norm_history")
+        self._norm_count = self.add_variable((), "zeros", dtype="int32", name="norm_count")
 
     @staticmethod
     def _is_scalar(variable) -> bool:
@@ -73,7 +71,7 @@ class ScaledAdam(keras.optimizers.Optimizer):
         """Clip the global norm of `g * param_rms` to clipping_scale x its running median."""
         grads = super()._clip_gradients(grads)
         terms = []
-        for g, v in zip(summed_over_replicas(grads), self._trainable_variables, strict=True):
+        for g, v in zip(grads, self._trainable_variables, strict=True):
             if g is None:
                 continue
             rms = 1.0 if self._is_scalar(v) else self._param_rms(v)

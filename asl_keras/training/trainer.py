@@ -1,29 +1,36 @@
 """The training loop: distributed steps, evaluation, checkpoints, resume and logs.
 
-One run = one config, fold and seed, written to `runs/{name}_fold{k}_seed{s}/`:
-`ckpt/` (tf.train checkpoints every epoch: weights, optimizer slots and step, epoch counter,
-the model's RNG state; written to a temporary name and renamed by TensorFlow), `history.csv`,
+One run = one config, fold and seed, written to `{train.runs_dir}/{name}_fold{k}_seed{s}/`:
+`ckpt/` (tf.train checkpoints after every epoch and at a time-limit stop: weights, optimizer
+slots and step, the model's RNG state and the position in the run, i.e. the epoch and the
+micro-batch within it; written to a temporary name and renamed by TensorFlow), `history.csv`,
 `tb/` (TensorBoard), `predictions_epoch{e}.csv`, `model.weights.h5` (final weights for export),
-`config.yaml`, and PNG plots at the end. The input stream is a pure function of (seed, epoch),
-so `resume=True` continues exactly where the last checkpoint left off.
+`config.yaml`, and PNG plots at the end. Every file goes through `tf.io.gfile`, so `runs_dir` can
+be a bucket (`gs://...`). The input stream is a pure function of (seed, epoch) and a resumed
+epoch skips the micro-batches it had trained, so `resume=True` continues exactly where the last
+checkpoint left off: same schedule position, same data order, same weights as an uninterrupted
+run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import io
 import os
 import time
+from collections.abc import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 import yaml
 
 from asl_keras import config, vocab
 from asl_keras.data import pipeline
 from asl_keras.layers import decoder as dec
 from asl_keras.models.recognizer import build_recognizer
+from asl_keras.runtime import tf
 from asl_keras.training import metrics, optimizers
 from asl_keras.training import strategy as strategies
 
@@ -42,7 +49,69 @@ _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
 
 
 class CheckpointMismatch(ValueError):
-    """A run folder whose checkpoints were written for another architecture."""
+    """A run folder whose checkpoints were written for another model, schedule or data order."""
+
+
+class TimeLimitReached(Exception):
+    """Training stopped at `train.time_limit_hours`, with a checkpoint: resume to continue.
+
+    `epoch` is the number of finished epochs, `step` the micro-batches trained of the next one.
+    """
+
+    def __init__(self, message: str, epoch: int, step: int):
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
+
+
+# Config keys a resumed run may change: where things are, how the run is placed on devices,
+# how often it is evaluated and when it stops, not what it computes. A change of any other key
+# (model, data, augmentation, schedule, optimizer, seed, ...) would not continue the same run,
+# so `Trainer.restore` refuses it unless forced.
+RESUMABLE = ("name", "train.runs_dir", "train.strategy", "train.precision", "train.eval_every",
+             "train.eval_batch_size", "train.time_limit_hours", "train.steps_per_execution",
+             "data.kaggle_dir", "data.synthetic", "data.records_wait")
+
+
+def config_changes(old: config.Config, new: config.Config) -> list[str]:
+    """'key was A, now B' for every key outside RESUMABLE whose value differs."""
+    a, b = _flatten(dataclasses.asdict(old)), _flatten(dataclasses.asdict(new))
+    keys = list(b) + [k for k in a if k not in b]
+    return [f"{k} was {a.get(k)}, now {b.get(k)}" for k in keys
+            if a.get(k) != b.get(k)
+            and not any(k == r or k.startswith(f"{r}.") for r in RESUMABLE)]
+
+
+class TimeLimit:
+    """Whether the next training call, and what has to follow it, still ends before a deadline.
+
+    A "step" is one call of the training function (`train.steps_per_execution` micro-batches).
+    The deadline is `hours` after construction (None or 0: none). `fits` budgets the longest
+    call, checkpoint save and (before the last call of an evaluated epoch) evaluation measured
+    so far in this session, so that the stop checkpoint is written before the deadline. The
+    first call of a session (tracing) is the slowest, which makes the margin generous. `clock`
+    (seconds) is injectable for tests.
+    """
+
+    def __init__(self, hours: float | None, clock: Callable[[], float] = time.perf_counter):
+        self.seconds = hours * 3600 if hours else None
+        self.clock = clock
+        self.start = clock()
+        self.longest = {"step": 0.0, "save": 0.0, "evaluate": 0.0}
+
+    @contextlib.contextmanager
+    def timing(self, kind: str):
+        """Measure the block as one `kind`: "step", "save" or "evaluate"."""
+        began = self.clock()
+        yield
+        self.longest[kind] = max(self.longest[kind], self.clock() - began)
+
+    def fits(self, evaluates: bool) -> bool:
+        """Whether one more call, a checkpoint and maybe an evaluation end in time."""
+        if self.seconds is None:
+            return True
+        need = self.longest["step"] + self.longest["save"]
+        need += self.longest["evaluate"] if evaluates else 0.0
+        return self.clock() - self.start + need <= self.seconds
 
 
 def run_dir(cfg: config.Config) -> str:
@@ -64,13 +133,61 @@ def steps_per_epoch(cfg: config.Config, replicas: int) -> int:
     return steps
 
 
+def multi_step(strategy: tf.distribute.Strategy,
+               step_fn: Callable) -> Callable[[object, int], tf.Tensor]:
+    """`run(iterator, count)`: `count` micro-batches, `strategy.run(step_fn, (next(iterator),))`
+    each, in one call of one traced function; returns their losses summed over replicas,
+    float32 `[count]`.
+
+    The micro-batches loop inside the graph (`tf.while_loop`), so the host waits once per call,
+    not once per micro-batch. `count` enters as a tensor: every count shares the trace. The
+    iterations run one after the other (`parallel_iterations=1`), each reading the weights,
+    optimizer counters and RNG states the previous one wrote.
+    """
+
+    @tf.function
+    def loop(iterator, count):
+        def body(i, losses):
+            per_replica = strategy.run(step_fn, args=(next(iterator),))
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            return i + 1, losses.write(i, tf.cast(loss, tf.float32))
+
+        _, losses = tf.while_loop(lambda i, _: i < count, body,
+                                  (tf.constant(0), tf.TensorArray(tf.float32, size=count)),
+                                  parallel_iterations=1)
+        return losses.stack()
+
+    return lambda iterator, count: loop(iterator, tf.constant(count, tf.int32))
+
+
+def decoding_function(model) -> Callable:
+    """`model`'s greedy decoding as one traced function `(x, mask) -> (ids, encoded)`."""
+
+    @tf.function(reduce_retracing=True)  # the last, smaller batch must not retrace
+    def generate(x, mask):
+        encoded = model.encode(x, mask)  # once, for both the decoder and the confidence head
+        return dec.greedy_decode(model.decoder, encoded, mask)[0], encoded
+
+    return generate
+
+
 class Trainer:
     """Builds the model, optimizer and data under a strategy and runs epochs."""
 
     def __init__(self, cfg: config.Config, strategy: tf.distribute.Strategy | None = None,
-                 verbose: bool = True):
+                 verbose: bool = True, clock: Callable[[], float] = time.perf_counter):
         self.cfg, self.verbose = cfg, verbose
+        self.limit = TimeLimit(cfg.train.time_limit_hours, clock)  # counts from here
         self.strategy = strategy or strategies.pick_strategy(cfg.train.strategy)
+        self.per_call = strategies.steps_per_execution(self.strategy,
+                                                       cfg.train.steps_per_execution)
+        if verbose:
+            print(f"strategy ({cfg.train.strategy}): {strategies.describe(self.strategy)}; "
+                  f"{self.per_call} micro-batch(es) per call", flush=True)
+        if cfg.train.time_limit_hours and isinstance(self.strategy,
+                                                     tf.distribute.MultiWorkerMirroredStrategy):
+            raise config.ConfigError("train.time_limit_hours: works on one host only; the "
+                                     "workers' clocks would stop them at different steps")
         self.policy = strategies.precision_policy(self.strategy, cfg.train.precision)
         strategies.set_precision(self.policy)
         self.dir = run_dir(cfg)
@@ -89,20 +206,32 @@ class Trainer:
                 opt = keras.optimizers.LossScaleOptimizer(opt)
             self.optimizer = opt
             self.optimizer.build(self.model.trainable_variables)
-            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # The position in the run, saved with the weights: finished epochs; micro-batches
+        # trained of the next one, their summed loss and seconds (a time-limit stop falls
+        # mid-epoch); the steps per epoch it ran with. Made outside the strategy scope, i.e.
+        # plain host variables (TPUs have no float64).
+        self.position = {"epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+                         "step": tf.Variable(0, dtype=tf.int64, trainable=False),
+                         "loss_sum": tf.Variable(0.0, dtype=tf.float64, trainable=False),
+                         "seconds": tf.Variable(0.0, dtype=tf.float64, trainable=False),
+                         "steps_per_epoch": tf.Variable(self.steps, dtype=tf.int64,
+                                                        trainable=False)}
         # Explicit variable lists: tf.train.Checkpoint(model=<Keras 3 model>) tracks only a few
         # of its variables (22 of 221 in a tiny model), so it would silently resume from a mix.
-        # The lists include the dropout seed-generator states, so resuming repeats the RNG.
+        # The lists include the dropout seed-generator states, so resuming repeats the RNG, and
+        # the gradient accumulators, so a stop between two accumulated micro-batches resumes.
         self.checkpoint = tf.train.Checkpoint(model=list(self.model.variables),
                                               optimizer=list(self.optimizer.variables),
-                                              epoch=self.epoch)
+                                              **self.position)
         # Every worker restores from the chief's folder; the others write to a scratch folder
         # (TF's multi-worker rule: all must save, only the chief's copy is kept).
         self.ckpt_dir = os.path.join(self.dir, "ckpt")
         write_dir = self.ckpt_dir if self.chief else os.path.join(self.dir,
                                                                   f"ckpt_worker_{id(self)}")
         self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=2)
-        self._train_step = None
+        # `train_steps(iterator, count)`: `count` micro-batches in one call (see `multi_step`).
+        self.train_steps = multi_step(self.strategy, self._step_fn)
+        self.generate = decoding_function(self.model)  # traced once for every evaluation
 
     # ------------------------------------------------------------------ steps
 
@@ -116,91 +245,152 @@ class Trainer:
         self.optimizer.apply(grads, self.model.trainable_variables)
         return loss
 
-    def train_step(self, dist_batch) -> tf.Tensor:
-        """One distributed micro-batch; returns the global mean loss."""
-        if self._train_step is None:
-            @tf.function
-            def step(batch):
-                per_replica = self.strategy.run(self._step_fn, args=(batch,))
-                return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-            self._train_step = step
-        return self._train_step(dist_batch)
-
     # ------------------------------------------------------------------ run
 
     def last_checkpoint(self) -> str:
         return tf.train.latest_checkpoint(self.ckpt_dir) or "none (first epoch)"
 
-    def restore(self) -> int:
-        """Load the chief's latest checkpoint if any; returns the epoch to start from."""
+    def restore(self, force: bool = False) -> tuple[int, int]:
+        """Load the chief's latest checkpoint if any; returns the (epoch, micro-batch) to start.
+
+        Refused (CheckpointMismatch, naming what changed) when the config differs from the
+        run's config.yaml in a key outside RESUMABLE, or the steps per epoch changed (another
+        replica count or other records); `force` resumes anyway and prints the changes (with
+        other steps per epoch, an epoch stopped mid-way starts again at its first micro-batch).
+        """
         latest = tf.train.latest_checkpoint(self.ckpt_dir)
         if not latest:
-            return 0
+            return 0, 0
         saved = os.path.join(self.dir, "config.yaml")
-        if os.path.exists(saved):
-            old = dataclasses.asdict(config.load(saved).model)
-            new = dataclasses.asdict(self.cfg.model)
-            diff = {k: (old[k], new[k]) for k in new if old.get(k) != new[k]}
-            if diff:
-                raise CheckpointMismatch(f"{latest} was written for another model: "
-                                         + ", ".join(f"model.{k} was {a}, now {b}"
-                                                     for k, (a, b) in diff.items()))
+        changes = (config_changes(_read_config(saved), self.cfg) if tf.io.gfile.exists(saved)
+                   else [])
+        if changes and not force:  # before restoring: a changed model would not even load
+            raise _refusal(latest, changes)
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         except (AssertionError, ValueError) as e:
             raise CheckpointMismatch(f"{latest} does not fit this model ({e})") from e
-        return int(self.epoch.numpy())
+        steps = int(self.position["steps_per_epoch"].numpy())
+        if steps != self.steps:
+            changes.append(f"steps per epoch was {steps}, now {self.steps} (another replica "
+                           "count or other records)")
+            if not force:
+                raise _refusal(latest, changes)
+            for key in ("step", "loss_sum", "seconds"):  # other epochs: redo a stopped one
+                self.position[key].assign(0)
+        if changes and self.verbose:
+            print(f"resuming {latest} despite: " + "; ".join(changes), flush=True)
+        return int(self.position["epoch"].numpy()), int(self.position["step"].numpy())
 
-    def fit(self, resume: bool = False) -> dict:
+    def fit(self, resume: bool = False, force_resume: bool = False) -> dict:
+        """Train to `train.epochs`; returns the last validation scores.
+
+        `resume` continues from the latest checkpoint, at the micro-batch it was written at
+        (`force_resume`: see `restore`). Micro-batches run `self.per_call` at a time (the last
+        call of an epoch takes what is left of it). Raises TimeLimitReached, after writing a
+        checkpoint, when the next call would not end within `train.time_limit_hours`; every
+        session trains at least one call.
+        """
         cfg = self.cfg
-        os.makedirs(self.dir, exist_ok=True)
+        tf.io.gfile.makedirs(self.dir)
         if not resume and tf.train.latest_checkpoint(self.ckpt_dir):
             raise FileExistsError(f"{self.dir} already holds checkpoints; pass --resume to "
                                   "continue or choose another name/seed")
-        start = self.restore() if resume else 0
+        start, first = self.restore(force_resume) if resume else (0, 0)
         if self.chief:
-            with open(os.path.join(self.dir, "config.yaml"), "w") as f:
-                yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
-        data = self.strategy.distribute_datasets_from_function(
-            lambda ctx: pipeline.train_dataset(cfg.data, cfg.seed, cfg.train.epochs, start, ctx,
-                                               steps_per_epoch=self.steps))
+            with tf.io.gfile.GFile(os.path.join(self.dir, "config.yaml"), "w") as f:
+                f.write(yaml.safe_dump(_plain(dataclasses.asdict(cfg)), sort_keys=False))
+        def dataset(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+            # Each input pipeline feeds all replicas of its host, one per-replica batch each per
+            # micro-batch (8 per micro-batch on one 8-core TPU host), and the first epoch skips
+            # what was trained before the checkpoint.
+            per_step = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+            return pipeline.train_dataset(cfg.data, cfg.seed, cfg.train.epochs, start, ctx,
+                                          steps_per_epoch=self.steps * per_step
+                                          ).skip(first * per_step)
+
+        data = self.strategy.distribute_datasets_from_function(dataset)
         batches = iter(data)
         writer = tf.summary.create_file_writer(os.path.join(self.dir, "tb")) if self.chief \
             else tf.summary.create_noop_writer()
-        result = {}
-        for epoch in range(start, cfg.train.epochs):
-            bar = keras.utils.Progbar(self.steps, stateful_metrics=["lr", "seq/s"],
-                                      verbose=1 if self.verbose else 0)
-            t0, losses = time.perf_counter(), []
-            for step in range(self.steps):
-                try:
-                    loss = float(self.train_step(next(batches)))
-                except _PEER_ERRORS as e:
-                    raise WorkerLost(
-                        f"lost another worker at epoch {epoch + 1}, step {step + 1} "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); last "
-                        f"checkpoint: {self.last_checkpoint()}. Restart every worker with "
-                        "--resume.") from e
-                if not np.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss} at epoch {epoch + 1}, step {step + 1}; last good "
-                        f"checkpoint: {self.last_checkpoint()}")
-                losses.append(loss)
-                rate = (step + 1) * self.global_batch / (time.perf_counter() - t0)
-                bar.update(step + 1, [("loss", loss), ("lr", self.learning_rate()),
-                                      ("seq/s", rate)])
-            self.epoch.assign(epoch + 1)
-            self.manager.save(checkpoint_number=epoch + 1)
-            row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": self.learning_rate(),
-                   "seconds": time.perf_counter() - t0}
-            if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
-                result = self.evaluate(epoch + 1)
-                row.update(result)
-            self._log(row, writer)
+        result, trained, clock = {}, 0, self.limit.clock
+        try:
+            for epoch in range(start, cfg.train.epochs):
+                evaluated = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs
+                begin = first if epoch == start else 0
+                # what the checkpoint carried of this epoch (zero unless it stopped mid-epoch)
+                carried_loss = float(self.position["loss_sum"].numpy())
+                carried_seconds = float(self.position["seconds"].numpy())
+                bar = keras.utils.Progbar(self.steps, stateful_metrics=["lr", "seq/s"],
+                                          verbose=1 if self.verbose else 0)
+                t0, losses = clock(), []
+                for step in range(begin, self.steps, self.per_call):
+                    count = min(self.per_call, self.steps - step)
+                    if trained and not self.limit.fits(evaluated and step + count == self.steps):
+                        bar.update(step, finalize=True)
+                        self._stop(epoch, step, carried_loss + sum(losses),
+                                   carried_seconds + clock() - t0)
+                    with self.limit.timing("step"):
+                        chunk = self._train_calls(batches, epoch, step, count)
+                    trained += count
+                    losses += chunk
+                    rate = len(losses) * self.global_batch / (clock() - t0)
+                    # Progbar weights each "loss" by the micro-batches since its previous call
+                    bar.update(step + count, [("loss", float(np.mean(chunk))),
+                                              ("lr", self.learning_rate()), ("seq/s", rate)])
+                row = {"epoch": epoch + 1,
+                       "loss": (carried_loss + sum(losses)) / (begin + len(losses)),
+                       "lr": self.learning_rate(), "seconds": carried_seconds + clock() - t0}
+                self._save(epoch + 1, 0, 0.0, 0.0)
+                if evaluated:
+                    with self.limit.timing("evaluate"):
+                        result = self.evaluate(epoch + 1)
+                    row.update(result)
+                self._log(row, writer)
+        finally:
+            writer.flush()
         if self.chief:
             self.model.save_weights(os.path.join(self.dir, "model.weights.h5"))
             plot_history(self.dir)
         return result
+
+    def _train_calls(self, batches, epoch: int, step: int, count: int) -> list[float]:
+        """Micro-batches `step + 1` to `step + count` of the epoch in one call; their losses.
+
+        A lost peer or a non-finite loss (named by its micro-batch) stops the run with a clear
+        error.
+        """
+        try:
+            losses = self.train_steps(batches, count).numpy()
+        except _PEER_ERRORS as e:
+            raise WorkerLost(
+                f"lost another worker at epoch {epoch + 1}, steps {step + 1}-{step + count} "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); last "
+                f"checkpoint: {self.last_checkpoint()}. Restart every worker with "
+                "--resume.") from e
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            raise TrainingDiverged(
+                f"loss became {losses[bad[0]]} at epoch {epoch + 1}, step {step + bad[0] + 1}; "
+                f"last good checkpoint: {self.last_checkpoint()}")
+        return losses.tolist()
+
+    def _save(self, epoch: int, step: int, loss_sum: float, seconds: float) -> None:
+        """Checkpoint at `step` micro-batches into epoch `epoch` (numbered by micro-batches)."""
+        for key, value in (("epoch", epoch), ("step", step), ("loss_sum", loss_sum),
+                           ("seconds", seconds), ("steps_per_epoch", self.steps)):
+            self.position[key].assign(value)
+        with self.limit.timing("save"):
+            self.manager.save(checkpoint_number=epoch * self.steps + step)
+
+    def _stop(self, epoch: int, step: int, loss_sum: float, seconds: float) -> None:
+        """Checkpoint mid-epoch (at an epoch's start the epoch checkpoint is current); raise."""
+        if step:
+            self._save(epoch, step, loss_sum, seconds)
+        where = (f"in epoch {epoch + 1} after step {step} of {self.steps}" if step
+                 else f"after epoch {epoch}")
+        raise TimeLimitReached(f"stopped at the time limit ({self.cfg.train.time_limit_hours:g} "
+                               f"h) {where}; checkpoint {self.last_checkpoint()}", epoch, step)
 
     def learning_rate(self) -> float:
         opt = getattr(self.optimizer, "inner_optimizer", self.optimizer)
@@ -209,7 +399,7 @@ class Trainer:
 
     def evaluate(self, epoch: int | None = None) -> dict:
         """Greedy-decode the validation fold; scores raw and after the dummy-phrase rule."""
-        rows = predict(self.model, self.cfg, self.cfg.train.eval_batch_size)
+        rows = predict(self.model, self.generate, self.cfg, self.cfg.train.eval_batch_size)
         truth = [r["phrase"] for r in rows]
         result = {"score": metrics.normalized_total(truth, [r["prediction"] for r in rows]),
                   "score_pp": metrics.normalized_total(truth, [r["prediction_pp"] for r in rows]),
@@ -227,8 +417,8 @@ class Trainer:
             return
         path = os.path.join(self.dir, "history.csv")
         fields = ["epoch", "loss", "lr", "seconds", "score", "score_pp", "score_damerau"]
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as f:
+        new = not tf.io.gfile.exists(path)
+        with tf.io.gfile.GFile(path, "a") as f:
             w = csv.DictWriter(f, fields)
             if new:
                 w.writeheader()
@@ -239,13 +429,9 @@ class Trainer:
                     tf.summary.scalar(k, v, step=row["epoch"])
 
 
-def predict(model, cfg: config.Config, batch_size: int) -> list[dict]:
-    """Per-sequence greedy predictions on the validation fold (raw and post-processed)."""
-    @tf.function(reduce_retracing=True)  # the last, smaller batch must not retrace
-    def generate(x, mask):
-        encoded = model.encode(x, mask)  # once, for both the decoder and the confidence head
-        return dec.greedy_decode(model.decoder, encoded, mask)[0], encoded
-
+def predict(model, generate: Callable, cfg: config.Config, batch_size: int) -> list[dict]:
+    """Per-sequence greedy predictions on the validation fold (raw and post-processed);
+    `generate` is `decoding_function(model)`."""
     rows = []
     for batch in pipeline.eval_dataset(cfg.data, batch_size=batch_size):
         ids, encoded = generate(batch["landmarks"], batch["mask"])
@@ -262,8 +448,31 @@ def predict(model, cfg: config.Config, batch_size: int) -> list[dict]:
     return rows
 
 
+def _refusal(latest: str, changes: list[str]) -> CheckpointMismatch:
+    return CheckpointMismatch(f"{latest} was written with another configuration: "
+                              + "; ".join(changes) + ". Resuming would not continue the same "
+                              "run; pass --force-resume to resume anyway.")
+
+
+def _read_config(path: str) -> config.Config:
+    """A run's config.yaml, from any tf.io.gfile path."""
+    with tf.io.gfile.GFile(path) as f:
+        return config.from_dict(config.Config, yaml.safe_load(f.read()))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """{"data.augment.flip": 0.5, ...} from nested dicts."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _write_csv(path: str, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
+    with tf.io.gfile.GFile(path, "w") as f:
         w = csv.DictWriter(f, list(rows[0]) if rows else ["sequence_id"])
         w.writeheader()
         w.writerows(rows)
@@ -279,14 +488,14 @@ def _plain(obj):
 
 
 def plot_history(directory: str) -> list[str]:
-    """loss.png, score.png, lr.png from history.csv."""
+    """loss.png, score.png, lr.png from history.csv (any tf.io.gfile folder)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(os.path.join(directory, "history.csv")) as f:
-        hist = list(csv.DictReader(f))
+    with tf.io.gfile.GFile(os.path.join(directory, "history.csv")) as f:
+        hist = list(csv.DictReader(io.StringIO(f.read())))
     out = []
     for key, label in (("loss", "training loss"), ("score", "validation score"),
                        ("lr", "learning rate")):
@@ -303,7 +512,10 @@ def plot_history(directory: str) -> list[str]:
         ax.set_ylabel(label)
         fig.tight_layout()
         path = os.path.join(directory, f"{key}.png")
-        fig.savefig(path, dpi=90)
+        png = io.BytesIO()  # matplotlib writes local files only
+        fig.savefig(png, format="png", dpi=90)
         plt.close(fig)
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write(png.getvalue())
         out.append(path)
     return out

@@ -260,3 +260,39 @@ def test_killed_converter_resumes_to_identical_records(tmp_path):
         if name.endswith((records.SHARD_SUFFIX, ".csv")):
             assert (out / name).read_bytes() == (ref / name).read_bytes(), name
     assert convert.verify(str(data), str(out))["records"] == 64
+
+
+def test_generation_and_conversion_in_ram_leave_the_working_folder_alone(tmp_path, monkeypatch):
+    """Every file goes through tf.io.gfile: a `ram://` Kaggle folder converts into `ram://`
+    records that read back whole, and nothing is written relative to the working folder.
+    `workers=2` is asked for: ram:// is per-process memory, so the conversion must stay
+    in-process."""
+    import tensorflow as tf
+
+    from asl_keras.data import pipeline, synthetic
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    root = f"ram://{tmp_path.name}"
+    data, out = f"{root}/kaggle", f"{root}/records"
+    try:
+        summary = synthetic.generate(data, 8, 4, sequences_per_file=3, n_participants=4, seed=2)
+        m = convert.convert(data, out, workers=2, progress=False)
+        meta = kaggle.read_metadata(data)
+        index = pipeline.read_index(out)
+        got = read_all(out)
+        checked = convert.verify(data, out)
+    finally:
+        if tf.io.gfile.exists(root):
+            tf.io.gfile.rmtree(root)
+    assert list(cwd.iterdir()) == []
+    files = summary["train"]["files"] + summary["supplemental"]["files"]
+    assert len(meta) == 12 and len(m["shards"]) == len(files) == 5
+    t = m["totals"]
+    assert t["metadata_rows"] == len(meta) == t["written"] + t["skipped"]
+    assert len(index) == len(got) == t["written"] == checked["records"] > 0
+    assert set(index["sequence_id"]) == set(got)
+    assert m["data_dir"] == data  # a URL is kept as given, not made a local absolute path
+    for sh in m["shards"]:
+        assert (index["shard"] == sh["file"]).sum() == sh["sequences"]

@@ -84,7 +84,10 @@ def checkpoints(tmp_path_factory) -> tuple[str, list[str]]:
     """(config path, 2 rigged `.weights.h5`), made once per session."""
     if "checkpoints" not in _CACHE:
         root = _root(tmp_path_factory)
-        cfg_path = write_config(os.path.join(root, "tiny.yaml"))
+        # data.records names a folder that does not exist: exports check on synthetic clips
+        # unless a test gives records, whatever the working directory holds
+        values = {**TINY, "data": {**TINY["data"], "records": os.path.join(root, "no-records")}}
+        cfg_path = write_config(os.path.join(root, "tiny.yaml"), values)
         models = []
         for seed in (0, 1):
             keras.utils.set_random_seed(seed)
@@ -101,9 +104,9 @@ def checkpoints(tmp_path_factory) -> tuple[str, list[str]]:
 def exported(tmp_path_factory, fp16: bool) -> str:
     """Folder with model.tflite + inference_args.json + submission.zip of the rigged ensemble.
 
-    fp32 goes through the command line (`export_tflite.main`, parity on 20 clips included);
-    fp16 through `tflite.export` without the built-in parity (its 0.998 bar is for trained
-    models; the fp16 test measures agreement itself).
+    fp32 goes through the command line (`export_tflite.main`, parity on 20 synthetic clips
+    included); fp16 through `tflite.export` without the built-in parity (its bars are for
+    trained models; the fp16 test measures agreement itself).
     """
     import export_tflite
 
@@ -113,10 +116,10 @@ def exported(tmp_path_factory, fp16: bool) -> str:
         out = os.path.join(_root(tmp_path_factory), "fp16" if fp16 else "fp32")
         if fp16:
             tflite.export(cfg_path, paths, out, fp16=True, make_submission=True,
-                          parity_sequences=0)
+                          check_clips=0)
         else:
             assert export_tflite.main(["--config", cfg_path, "--checkpoints", *paths,
                                        "--out", out, "--no-fp16", "--submission",
-                                       "--parity-sequences", "20"]) == 0
+                                       "--check-clips", "20"]) == 0
         _CACHE[key] = out
     return _CACHE[key]

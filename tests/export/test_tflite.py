@@ -148,7 +148,8 @@ def test_size_limit_fails_loudly(fp32):
 
 def test_command_line_reports_a_broken_contract(fp32, tmp_path_factory, tmp_path, monkeypatch,
                                                 capsys):
-    """Exit code 1 and the reason; the conversion is replaced by the finished fp32 model."""
+    """Exit code 1 and the reason, and only `model.FAILED.tflite` is written; the conversion is
+    replaced by the finished fp32 model."""
     with open(model_path(fp32), "rb") as f:
         model = f.read()
     monkeypatch.setattr(tflite, "convert", lambda *args, **kwargs: model)
@@ -157,8 +158,9 @@ def test_command_line_reports_a_broken_contract(fp32, tmp_path_factory, tmp_path
     code = export_tflite.main(["--config", cfg_path, "--checkpoints", *paths, "--out",
                                str(tmp_path), "--submission"])
     assert code == 1
-    assert "over the limit" in capsys.readouterr().err
-    assert not (tmp_path / submission.ZIP_FILE).exists()
+    err = capsys.readouterr().err
+    assert "over the limit" in err and submission.FAILED_MODEL_FILE in err
+    assert os.listdir(tmp_path) == [submission.FAILED_MODEL_FILE]  # nothing that looks finished
 
 
 def test_unfrozen_keras_variables_are_rejected():
@@ -214,7 +216,7 @@ def test_full_size_two_model_ensembles_fit_in_40_mb(config_path, tmp_path):
         keras.utils.set_random_seed(seed)
         paths.append(str(tmp_path / f"{seed}.weights.h5"))
         build_recognizer(cfg).save_weights(paths[-1])
-    result = tflite.export(config_path, paths, str(tmp_path / "out"), parity_sequences=0)
+    result = tflite.export(config_path, paths, str(tmp_path / "out"), check_clips=0)
     print(f"{config_path}: {result.size_bytes / 1e3:,.0f} kB, converted in "
           f"{result.convert_seconds:.0f} s")
     assert result.fp16 and result.size_bytes < tflite.SIZE_LIMIT
@@ -224,10 +226,12 @@ def test_zipformer_training_machinery_leaves_no_trace_in_the_export():
     """Stacks with downsampling export and match Keras; Balancer/Whitener, skips and CTC head
     add no op (the op set equals that of the same model without them)."""
     base = {**TINY["model"], "blocks": 2, "stacks": [[1, 1, 32], [1, 2, 32]]}
-    keras.utils.set_random_seed(3)
+    # a seed whose rigged random model decodes these clips to several phrases (with some seeds
+    # it decodes every clip to nothing, and the comparison below would prove little)
+    keras.utils.set_random_seed(1)
     plain = build_recognizer(config.from_dict(config.Config, {"data": TINY["data"],
                                                               "model": base}))
-    keras.utils.set_random_seed(3)
+    keras.utils.set_random_seed(1)
     full = build_recognizer(config.from_dict(config.Config, {
         "data": TINY["data"], "model": {**base, "constraints": True, "ctc_loss_weight": 0.3}}))
     from tests.export import rig

@@ -137,10 +137,3 @@ def test_probability_follows_the_step_schedule():
             y = layer(xt, step=tf.constant(step), training=True)
         fired.append(np.abs(tape.gradient(y, xt, output_gradients=tf.constant(g)) - g).max() > 0)
     assert fired == [True, False]
-
-
-def test_configs_round_trip():
-    for layer in (Balancer(min_positive=0.1, prob=[[0, 0.5], [10, 0.1]]),
-                  Whitener(limit=[[0, 5.0], [100, 10.0]], grad_scale=0.02)):
-        clone = type(layer).from_config(layer.get_config())
-        assert clone.get_config() == layer.get_config()

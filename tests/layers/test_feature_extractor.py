@@ -56,4 +56,3 @@ def test_the_hand_seen_more_often_is_the_dominant_one():
     only_right = clip_with_hand(a, R)
     np.testing.assert_allclose(layer(both, mask).numpy(), layer(only_right, mask).numpy(),
                                atol=1e-6)
-    assert DominantHandFeatures.from_config(layer.get_config()).dim == 8

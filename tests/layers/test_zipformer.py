@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asl_keras.layers.conv_module import ConvModule
+from asl_keras.layers.constraints import limit
+from asl_keras.layers.scheduled import ScheduledFloat
 from asl_keras.layers.zipformer import (
     CFG2_FFN_DIMS,
     CFG2_NUM_BLOCKS,
@@ -19,10 +20,11 @@ from asl_keras.layers.zipformer import (
     SwooshR,
     ValueAttention,
     ZipformerBlock,
-    limit,
     swoosh_l,
     swoosh_r,
 )
+from asl_keras.models.encoder import ZipformerEncoder
+from tests.layers.test_rotary import np_rope
 
 FIRST_PLACE_ENCODER_PARAMS = 6_883_968  # 14 x 491,712, cfg_2 at dim 208
 SMALL = dict(dim=16, heads=2, ffn_dims=(12, 16, 20), kernel_size=5)
@@ -78,27 +80,32 @@ def test_swoosh_slopes_and_float16(fn):
 # ---------------------------------------------------------------- limit, BiasNorm
 
 
-def test_limit_clamps_and_pushes_outliers_back():
+def test_limit_is_identity_forward_and_turns_outward_gradients_back():
     v = tf.Variable([-2.0, 0.5, 2.0, -2.0, 2.0])
-    with tf.GradientTape() as tape:
-        y = limit(v, -1.0, 1.0)
-        loss = tf.reduce_sum(y * tf.constant([1.0, 1.0, -1.0, -1.0, 1.0]))
-    np.testing.assert_array_equal(y, [-1.0, 0.5, 1.0, -1.0, 1.0])
-    # below the range a descent step must raise v (grad < 0), above it lower v (grad > 0)
-    np.testing.assert_array_equal(tape.gradient(loss, v), [-1.0, 1.0, 1.0, -1.0, 1.0])
+    upstream = tf.constant([1.0, 1.0, -1.0, -1.0, 1.0])
+    seed_generator = keras.random.SeedGenerator(0)
+    for prob, expected in [(1.0, [-1.0, 1.0, 1.0, -1.0, 1.0]), (0.0, upstream)]:
+        with tf.GradientTape() as tape:
+            y = limit(v, -1.0, 1.0, seed_generator, prob=prob)
+        np.testing.assert_array_equal(y, v)
+        # below the range a descent step must raise v (grad < 0), above it lower v (grad > 0)
+        np.testing.assert_array_equal(tape.gradient(y, v, output_gradients=upstream), expected)
 
 
-@pytest.mark.parametrize("log_scale,used", [(0.3, 0.3), (3.0, 1.5), (-4.0, -1.5)])
-def test_bias_norm_formula_and_clamp(log_scale, used):
+@pytest.mark.parametrize("log_scale", [0.3, 3.0, -4.0])
+def test_bias_norm_formula_uses_the_raw_log_scale(log_scale):
+    """Out of [-1.5, 1.5] too, and in training as at inference (the limit is gradient-only)."""
     x = rng_normal(2, 5, 8, scale=2.0)
     bias = rng_normal(8, seed=1)
     norm = BiasNorm()
     norm.build(x.shape)
     norm.bias.assign(bias)
     norm.log_scale.assign(log_scale)
-    expected = x / np.sqrt(np.mean((x - bias) ** 2, axis=-1, keepdims=True) + 1e-5) * np.exp(used)
+    expected = (x / np.sqrt(np.mean((x - bias) ** 2, axis=-1, keepdims=True) + 1e-5)
+                * np.exp(log_scale))
     y = np.asarray(norm(x))
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(norm(x, training=True), expected, rtol=1e-5, atol=1e-6)
     # b only enters the RMS: the output is x times one scale per frame
     ratio = y / x
     np.testing.assert_allclose(ratio, np.repeat(ratio[..., :1], 8, axis=-1), rtol=1e-5)
@@ -108,45 +115,112 @@ def test_bias_norm_formula_and_clamp(log_scale, used):
     np.testing.assert_allclose(np.asarray(half(x), "float32"), y, rtol=2e-3, atol=2e-3)
 
 
+def gradient_flips(call, variable, upstream, calls=40):
+    """Per training call of `call(training)`, which entries of `variable`'s gradient (under
+    the upstream gradient `upstream`) are negated relative to inference: bool `[calls, ...]`.
+
+    The limit penalty may only negate entries, so any other change fails here.
+    """
+
+    def grad(training):
+        with tf.GradientTape() as tape:
+            out = call(training)
+        return np.asarray(tape.gradient(out, variable, output_gradients=upstream))
+
+    plain = grad(False)
+    flips = []
+    for _ in range(calls):
+        g = grad(True)
+        assert ((g == plain) | (g == -plain)).all()
+        flips.append((g == -plain) & (plain != 0))
+    return np.array(flips)
+
+
+@pytest.mark.parametrize("log_scale,direction,outward", [
+    (-2.0, 1.0, True), (0.5, 1.0, False), (0.5, -1.0, False), (2.0, 1.0, False),
+    (2.0, -1.0, True)])
+def test_bias_norm_log_scale_limit_is_a_gradient_penalty(log_scale, direction, outward):
+    x = np.abs(rng_normal(2, 5, 8)) + 0.1  # y > 0, so d loss / d log_scale has `direction`'s sign
+    keras.utils.set_random_seed(0)
+    norm = BiasNorm()
+    norm.build(x.shape)
+    norm.log_scale.assign(log_scale)
+    flips = gradient_flips(lambda training: norm(x, training=training), norm.log_scale,
+                           tf.constant(np.full(x.shape, direction, "float32")))
+    assert (0.35 < flips.mean() < 0.85) if outward else not flips.any()  # prob 0.6
+
+
 # ---------------------------------------------------------------- Bypass
 
 
 def bypass_scale_used(bypass, step, training=True):
     """With x0 = 0 and x = 1 the output is the effective scale c."""
-    x0, x = np.zeros((4, 3, 3), "float32"), np.ones((4, 3, 3), "float32")
+    x0, x = np.zeros((4, 3, 4), "float32"), np.ones((4, 3, 4), "float32")
     return np.asarray(bypass(x0, x, step=step, training=training))[0, 0]
 
 
-def test_bypass_formula_and_clamp_follows_schedule():
+def test_bypass_uses_its_raw_scale_at_every_step_and_at_inference():
     bypass = Bypass()
-    bypass.build((1, 1, 3))
-    bypass.scale.assign([0.0, 0.95, 1.3])
-    for step, low in [(0, 0.9), (5000, 0.725), (10000, 0.55), (20000, 0.2), (50000, 0.2)]:
-        np.testing.assert_allclose(bypass_scale_used(bypass, step), [low, 0.95, 1.0], atol=1e-6)
-    np.testing.assert_allclose(bypass_scale_used(bypass, None, training=False), [0.2, 0.95, 1.0])
-    np.testing.assert_allclose(bypass_scale_used(bypass, 0, training=False), [0.2, 0.95, 1.0])
-    x0, x = rng_normal(2, 4, 3), rng_normal(2, 4, 3, seed=1)
-    np.testing.assert_allclose(bypass(x0, x), x0 + np.array([0.2, 0.95, 1.0]) * (x - x0),
-                               rtol=1e-6, atol=1e-6)
+    bypass.build((1, 1, 4))
+    scale = np.array([0.0, 0.5, 0.95, 1.3], "float32")
+    bypass.scale.assign(scale)
+    for step in (0, 5000, 20000, 50000):
+        np.testing.assert_allclose(bypass_scale_used(bypass, step), scale, atol=1e-6)
+    np.testing.assert_allclose(bypass_scale_used(bypass, None, training=False), scale)
+    np.testing.assert_allclose(bypass_scale_used(bypass, 0, training=False), scale)
+    x0, x = rng_normal(2, 4, 4), rng_normal(2, 4, 4, seed=1)
+    np.testing.assert_allclose(bypass(x0, x), x0 + scale * (x - x0), rtol=1e-6, atol=1e-6)
 
 
-def test_bypass_clamp_advances_with_step_variable_under_xla():
+@pytest.mark.parametrize("step,outward", [
+    (0, [True, True, False, True]),  # scale_min 0.9: 0.5 is below it
+    (5000, [True, True, False, True]),  # 0.725
+    (20000, [True, False, False, True]),  # 0.2: 0.5 is inside
+    (50000, [True, False, False, True])])
+def test_bypass_schedule_moves_only_the_penalty_bounds(step, outward):
+    """Scales (-0.2, 0.5, 0.95, 1.3) with gradients pushing each away from [scale_min, 1]
+    where it is outside: (+, +, +, -), i.e. descent lowers the first three, raises the last."""
+    keras.utils.set_random_seed(0)
     bypass = Bypass()
-    bypass.build((1, 1, 3))
+    bypass.build((1, 1, 4))
+    bypass.scale.assign([-0.2, 0.5, 0.95, 1.3])
+    x0, x = np.zeros((2, 3, 4), "float32"), np.ones((2, 3, 4), "float32")
+    upstream = tf.constant(np.broadcast_to(np.float32([1, 1, 1, -1]), (2, 3, 4)))
+    flips = gradient_flips(lambda training: bypass(x0, x, step=step, training=training),
+                           bypass.scale, upstream)
+    fired = flips.any(axis=1)
+    assert 0.35 < fired.mean() < 0.85  # icefall's prob 0.6, one draw per call
+    np.testing.assert_array_equal(flips[fired], np.broadcast_to(outward, flips[fired].shape))
+
+
+def test_bypass_penalty_bound_follows_step_variable_under_xla():
+    keras.utils.set_random_seed(0)
+    bypass = Bypass()
+    bypass.build((1, 1, 1))
     step = tf.Variable(0, dtype=tf.int64)
-    x0, x = tf.zeros((1, 1, 3)), tf.ones((1, 1, 3))
-    run = tf.function(lambda: bypass(x0, x, step=step, training=True), jit_compile=True)
-    seen = []
+    x0, x = tf.zeros((1, 1, 1)), tf.ones((1, 1, 1))
+
+    def run():
+        with tf.GradientTape() as tape:
+            out = bypass(x0, x, step=step, training=True)
+        return out, tape.gradient(out, bypass.scale)
+
+    run = tf.function(run, jit_compile=True)
+    outputs, negated = [], []
     for _ in range(3):
-        seen.append(float(run()[0, 0, 0]))
+        calls = [run() for _ in range(20)]
+        outputs += [float(out[0, 0, 0]) for out, _ in calls]
+        negated.append(any(float(g[0]) < 0 for _, g in calls))
         step.assign_add(10000)
-    np.testing.assert_allclose(seen, [0.9, 0.55, 0.5], atol=1e-6)  # c = 0.5 once inside
+    np.testing.assert_array_equal(outputs, 0.5)  # the initial scale, never clamped
+    # scale_min 0.9, 0.55, 0.2: the gradient +1 (lowering c = 0.5) is turned back until 0.2
+    assert negated == [True, True, False]
 
 
 def test_bypass_layer_skip_is_per_sequence():
     x0, x = rng_normal(64, 6, 4), rng_normal(64, 6, 4, seed=1)
     keras.utils.set_random_seed(0)
-    for rate, expected in [(1.0, x0), (0.0, x0 + 0.9 * (x - x0))]:
+    for rate, expected in [(1.0, x0), (0.0, x0 + 0.5 * (x - x0))]:
         out = Bypass(skip_rate=rate)(x0, x, step=0, training=True)
         np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
     out = np.asarray(Bypass(skip_rate=0.5)(x0, x, step=0, training=True))
@@ -158,15 +232,6 @@ def test_bypass_layer_skip_is_per_sequence():
 
 
 # ---------------------------------------------------------------- attention
-
-
-def np_rope(x):
-    """Rotate-half rotary embedding, base 10000, of `[B, T, H, D]`."""
-    d = x.shape[-1]
-    angle = np.arange(x.shape[1])[:, None] * 10000.0 ** (-np.arange(0, d, 2) / d)
-    angle = np.concatenate([angle, angle], axis=-1)[None, :, None, :]
-    rotated = np.concatenate([-x[..., d // 2:], x[..., : d // 2]], axis=-1)
-    return x * np.cos(angle) + rotated * np.sin(angle)
 
 
 def np_attention_weights(x, wq, wk, heads, mask):
@@ -272,27 +337,33 @@ def test_block_skip_rates_are_zero_at_inference():
     np.testing.assert_allclose(skippy(x, mask), plain(x, mask), rtol=1e-6, atol=1e-6)
 
 
-def test_block_config_round_trip_and_keras_file(tmp_path):
-    block = small_block(layer_skip_rate=((0.0, 0.3), (100.0, 0.1)))
-    config = block.get_config()
-    clone = ZipformerBlock.from_config(config)
-    assert clone.get_config() == config
-    clone.build((None, None, 16))
-    clone.set_weights(block.get_weights())
-    x, mask = rng_normal(2, 8, 16), lengths_mask([8, 5], 8)
-    np.testing.assert_allclose(clone(x, mask), block(x, mask), rtol=1e-6, atol=1e-6)
-
-    inputs = keras.Input((None, 16)), keras.Input((None,))
-    model = keras.Model(inputs, block(*inputs))
-    model.save(tmp_path / "block.keras")
-    loaded = keras.models.load_model(tmp_path / "block.keras")
-    np.testing.assert_allclose(loaded([x, mask]), model([x, mask]), rtol=1e-6, atol=1e-6)
+def deterministic_in_training(encoder):
+    """Skip rates 0 and BatchNorm on its moving statistics, so that with dropout 0 nothing
+    random or batch-dependent is left in the training-mode forward."""
+    never = ScheduledFloat.of(0.0)
+    for block in encoder.blocks:
+        block.attention_skip_rate = block.conv_skip_rate = block.ff_skip_rate = never
+        block.bypass_end.skip_rate = never
+        block.conv1.bn.trainable = block.conv2.bn.trainable = False
 
 
-def test_conv_module_activation_hook_round_trips():
-    conv = ConvModule(8, 3, activation=swoosh_r, zero_glu_pads=True)
-    clone = ConvModule.from_config(conv.get_config())
-    assert clone.activation is swoosh_r and clone.zero_glu_pads
+@pytest.mark.parametrize("step", [0, 100000])
+def test_encoder_trains_the_network_it_evaluates(step):
+    """With Bypass scales outside [scale_min(step), 1] and BiasNorm log-scales outside
+    [-1.5, 1.5], training mode computes what inference does, early and late in the schedule."""
+    encoder = ZipformerEncoder(16, 2, heads=2, ffn_dims=(12, 16, 20), kernel_size=5,
+                               dropout=0.0, stacks=[(1, 1, 16), (1, 2, 16)], constraints=True)
+    encoder.build((None, None, 16))
+    randomise(encoder)
+    deterministic_in_training(encoder)
+    bypasses = [b for block in encoder.blocks for b in (block.bypass_mid, block.bypass_end)]
+    for bypass in bypasses + encoder.combiners:
+        bypass.scale.assign(np.linspace(-0.4, 1.5, 16))
+    for block in encoder.blocks:
+        block.norm.log_scale.assign(2.0)
+    x, mask = rng_normal(2, 12, 16), lengths_mask([12, 7], 12)
+    np.testing.assert_allclose(encoder(x, mask, training=True, step=step), encoder(x, mask),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_block_mixed_float16_and_finite_gradients():

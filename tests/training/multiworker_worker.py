@@ -6,8 +6,8 @@ worker); without it, this single process runs MirroredStrategy over 2 logical CP
 same 2-way split of the global batch in one process. (A 1-replica run cannot match: BatchNorm
 uses per-replica batch statistics, as the reference's data-parallel training did.) Every
 process trains STEPS steps on one fixed global batch of 8 validation clips (each replica takes
-its slice) and prints the losses as JSON. Dropout and decoder masking are off so that no
-replica draws random numbers.
+its slice), all in one call of the trainer's traced multi-step function, and prints the losses
+as JSON. Dropout and decoder masking are off so that no replica draws random numbers.
 """
 
 from __future__ import annotations
@@ -46,13 +46,17 @@ def main(records: str, runs_dir: str, steps: int) -> None:
     batch = next(iter(trainer.pipeline.eval_dataset(cfg.data, batch_size=GLOBAL_BATCH)))
     batch = {k: v for k, v in batch.items() if k in ("landmarks", "mask", "labels", "score")}
 
-    def replica_slice(ctx):
+    def slices(ctx):
+        """The slices of this input pipeline's replicas, which take its elements in turn."""
         size = GLOBAL_BATCH // ctx.num_replicas_in_sync
-        start = ctx.replica_id_in_sync_group * size
-        return {k: v[start:start + size] for k, v in batch.items()}
+        local = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+        first = ctx.input_pipeline_id * local * size
+        mine = {k: tf.reshape(v[first:first + local * size], (local, size, *v.shape[1:]))
+                for k, v in batch.items()}
+        return tf.data.Dataset.from_tensor_slices(mine).repeat()
 
-    dist = strategy.experimental_distribute_values_from_function(replica_slice)
-    losses = [float(t.train_step(dist)) for _ in range(steps)]
+    batches = iter(strategy.distribute_datasets_from_function(slices))
+    losses = t.train_steps(batches, steps).numpy().tolist()
     print("LOSSES " + json.dumps({"replicas": replicas, "losses": losses}), flush=True)
 
 

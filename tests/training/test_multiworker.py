@@ -1,13 +1,16 @@
 """Two worker processes on localhost (MultiWorkerMirroredStrategy from TF_CONFIG) train like
-one process on the same global batch split the same way (see multiworker_worker.py)."""
+one process on the same global batch split the same way (see multiworker_worker.py), and only
+the chief of a cluster prepares missing records while the others wait for them."""
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -66,12 +69,13 @@ TINY_RUN = ["data.max_len=32", "data.buffer_len=64", "data.batch_size=4", "data.
 
 
 def train_worker(records, runs_dir, epochs, index, cluster, resume=False):
+    """A training process; `resume` continues the run with another `epochs` (forced)."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker",
                                                                 "index": index}})
     cmd = [sys.executable, "train_tf.py", "--config", "configs/cfg_2_squeezeformer.yaml",
            *TINY_RUN, f"data.records={records}", f"train.runs_dir={runs_dir}",
-           f"train.epochs={epochs}"] + (["--resume"] if resume else [])
+           f"train.epochs={epochs}"] + (["--resume", "--force-resume"] if resume else [])
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -92,11 +96,12 @@ def test_killing_a_worker_gives_a_clear_error_and_the_run_resumes(synthetic_reco
     _, err = workers[0].communicate(timeout=300)
     assert workers[0].returncode == 2, err[-3000:]
     assert "lost another worker" in err and "--resume" in err, err[-3000:]
-    # both workers restarted with --resume finish from the last checkpoint
-    done = sorted(int(p.name.split("-")[1].split(".")[0])
-                  for p in ckpt.parent.glob("ckpt-*.index"))
+    # both workers restarted with --resume finish the epoch after the last checkpoint's
+    import tensorflow as tf
+
+    done = tf.train.load_checkpoint(str(ckpt.parent)).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")
     cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
-    last = done[-1] + 1
+    last = int(done) + 1
     workers = [train_worker(synthetic_records, runs, last, i, cluster, resume=True)
                for i in range(2)]
     for w in workers:
@@ -105,3 +110,82 @@ def test_killing_a_worker_gives_a_clear_error_and_the_run_resumes(synthetic_reco
     with open(runs / "mw_fold0_seed0" / "history.csv") as f:
         epochs = [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
     assert epochs == list(range(1, last + 1))
+
+
+def prepare_worker(kaggle_dir, records, index, cluster):
+    """A process that prepares the records as worker `index` of `cluster` (no training)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                "index": index}})
+    return subprocess.Popen([sys.executable, "-m", "tests.training.prepare_records_worker",
+                             str(kaggle_dir), str(records)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_only_the_chief_generates_and_converts_missing_records(tmp_path):
+    """Worker 1 starts first and waits; worker 0 then generates and converts, once."""
+    from asl_keras.data import convert
+
+    cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
+    kaggle_dir, records = tmp_path / "kaggle", tmp_path / "records"
+    other = prepare_worker(kaggle_dir, records, 1, cluster)
+    assert select.select([other.stdout], [], [], 300)[0], "worker 1 printed nothing"
+    first = other.stdout.readline()
+    assert "waiting" in first, first + other.communicate(timeout=600)[1][-3000:]
+    assert not kaggle_dir.exists() and not records.exists()  # worker 1 wrote nothing
+    chief = prepare_worker(kaggle_dir, records, 0, cluster)
+    chief_out, chief_err = chief.communicate(timeout=600)
+    other_out, other_err = other.communicate(timeout=600)
+    assert chief.returncode == 0, chief_err[-3000:]
+    assert other.returncode == 0, other_err[-3000:]
+    assert "generating synthetic data" in chief_out and "converting" in chief_out
+    assert "waiting" not in chief_out
+    assert "generating" not in other_out and "converting" not in other_out
+    ready = [ln for ln in (chief_out + other_out).splitlines() if ln.startswith("READY")]
+    written = convert.verify(str(kaggle_dir), str(records))["records"]
+    assert written > 0 and ready == [f"READY {written}"] * 2
+    assert not [n for n in os.listdir(records) if ".tmp" in n]  # no abandoned shard
+
+
+@pytest.mark.parametrize("tf_config,chief", [
+    (None, None),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, None),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}},
+     "worker 0 at a:1"),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "evaluator", "index": 0}},
+     "worker 0 at a:1"),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}},
+     "chief 0 at c:1"),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}},
+     None),
+])
+def test_the_chief_is_read_from_tf_config(monkeypatch, tf_config, chief):
+    from asl_keras.training import strategy
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert strategy.chief_elsewhere() == chief
+
+
+def test_a_worker_without_its_chief_stops_waiting_with_a_clear_error(tmp_path, monkeypatch):
+    from asl_keras import config
+    from asl_keras.training import run
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["host0:2222",
+                                                                       "host1:2222"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    cfg = config.load("configs/demo.yaml", [f"data.kaggle_dir={tmp_path}/kaggle",
+                                            f"data.records={tmp_path}/records",
+                                            "data.records_wait=0.5", "data.synthetic.train=8",
+                                            "data.synthetic.supplemental=0"])
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as e:
+        run.prepare_records(cfg)
+    assert time.monotonic() - start < 4  # the timeout ends the wait, not a long poll
+    assert f"{tmp_path}/records" in str(e.value) and "0.5 s" in str(e.value)
+    assert "worker 0 at host0:2222" in str(e.value)
+    assert not (tmp_path / "kaggle").exists()  # only the chief generates the synthetic set

@@ -106,9 +106,9 @@ def test_config_selects_optimizer_and_schedule():
     train = config.from_dict(config.Train, {"optimizer": "scaled_adam", "schedule": "eden",
                                             "learning_rate": 0.045}, "train")
     opt = make_optimizer(train, steps_per_epoch=10)
-    assert isinstance(opt, ScaledAdam) and isinstance(opt._learning_rate, Eden)
+    assert isinstance(opt, ScaledAdam) and isinstance(opt._learning_rate.schedule, Eden)
     reference = make_optimizer(config.Train(), steps_per_epoch=10)
     assert isinstance(reference, keras.optimizers.AdamW)
-    assert isinstance(reference._learning_rate, WarmupCosine)
+    assert isinstance(reference._learning_rate.schedule, WarmupCosine)
     with pytest.raises(config.ConfigError, match="train.optimizer"):
         config.from_dict(config.Train, {"optimizer": "sgd"}, "train")
