@@ -4,6 +4,7 @@
     python -m asl_keras.bench pipeline --config configs/cfg_2.yaml [--batches 30]
     python -m asl_keras.bench model [--configs configs/cfg_1.yaml ...]
     python -m asl_keras.bench train --config configs/cfg_2.yaml [--batch 16 --frames 384]
+                                    [--jit-compile off on] [--steps-per-execution 1 16]
     python -m asl_keras.bench tflite --config configs/cfg_2.yaml [--checkpoints A B]
     python -m asl_keras.bench ablation [--seeds 0 1] [--epochs N] [--variants a b c d e]
 """
@@ -166,15 +167,18 @@ def bench_model(args) -> list[dict]:
 
 
 def bench_train(args) -> list[dict]:
-    """Training micro-batch throughput on random inputs, with and without XLA."""
+    """Training micro-batch throughput on random inputs: with and without XLA, and with one or
+    several micro-batches per call of the training function (`trainer.multi_step`, as the
+    trainer runs them; the host reads each call's losses)."""
     import numpy as np
 
     from asl_keras import config, vocab
     from asl_keras.models.recognizer import build_recognizer
     from asl_keras.runtime import tf
     from asl_keras.training import optimizers
+    from asl_keras.training.trainer import multi_step
 
-    cfg = config.load(args.config)
+    cfg = config.load(args.config, args.overrides)
     rng = np.random.default_rng(0)
     batch = {"landmarks": tf.constant(rng.normal(size=(args.batch, args.frames, 130, 3)),
                                       tf.float32),
@@ -183,31 +187,38 @@ def bench_train(args) -> list[dict]:
                                    tf.int32),
              "score": tf.ones([args.batch])}
     rows = []
-    for xla in (False, True):
-        model = build_recognizer(cfg)
-        opt = optimizers.make_optimizer(cfg.train, 100)
-        opt.build(model.trainable_variables)
+    for xla in (v == "on" for v in args.jit_compile):
+        for per_call in args.steps_per_execution:
+            model = build_recognizer(cfg)
+            opt = optimizers.make_optimizer(cfg.train, 100)
+            opt.build(model.trainable_variables)
 
-        @tf.function(jit_compile=xla)
-        def step(b, model=model, opt=opt):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(model.per_sample_loss(b, model(b, training=True)))
-            opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-            return loss
+            @tf.function(jit_compile=xla)
+            def step(b, model=model, opt=opt):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(model.per_sample_loss(b, model(b, training=True)))
+                opt.apply(tape.gradient(loss, model.trainable_variables),
+                          model.trainable_variables)
+                return loss
 
-        t0 = time.perf_counter()
-        step(batch)
-        compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step(batch)
-        dt = (time.perf_counter() - t0) / args.steps
-        rows.append({"config": os.path.basename(args.config), "jit_compile": xla,
-                     "batch x frames": f"{args.batch} x {args.frames}",
-                     "first step s (trace/compile)": f"{compile_s:.0f}",
-                     "s/step": f"{dt:.2f}", "samples/s": f"{args.batch / dt:.1f}",
-                     "peak RSS MB (process so far)":
-                         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"})
+            run = multi_step(tf.distribute.get_strategy(), step)
+            batches = iter(tf.data.Dataset.from_tensors(batch).repeat())
+            t0 = time.perf_counter()
+            run(batches, per_call).numpy()
+            compile_s = time.perf_counter() - t0
+            calls = max(1, args.steps // per_call)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                run(batches, per_call).numpy()
+            dt = (time.perf_counter() - t0) / (calls * per_call)
+            rows.append({"config": os.path.basename(args.config), "jit_compile": xla,
+                         "micro-batches per call": per_call,
+                         "batch x frames": f"{args.batch} x {args.frames}",
+                         "first call s (trace/compile)": f"{compile_s:.1f}",
+                         "ms/micro-batch": f"{1000 * dt:.1f}", "micro-batches/s": f"{1 / dt:.1f}",
+                         "samples/s": f"{args.batch / dt:.1f}",
+                         "peak RSS MB (process so far)":
+                             f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"})
     return rows
 
 
@@ -267,11 +278,17 @@ def main(argv=None) -> int:
     m.add_argument("--configs", nargs="+", default=["configs/cfg_1.yaml", "configs/cfg_2.yaml",
                                                     "configs/cfg_2_squeezeformer.yaml"])
     m.add_argument("--repeats", type=int, default=5)
-    t = sub.add_parser("train", help="training samples/s on this CPU, with and without XLA")
+    t = sub.add_parser("train", help="training samples/s on this CPU, with and without XLA, "
+                       "with one or several micro-batches per call")
     t.add_argument("--config", default="configs/cfg_2.yaml")
+    t.add_argument("overrides", nargs="*", help="key.path=value config overrides")
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--frames", type=int, default=384)
-    t.add_argument("--steps", type=int, default=3)
+    t.add_argument("--steps", type=int, default=3,
+                   help="timed micro-batches per row (at least one call)")
+    t.add_argument("--jit-compile", nargs="+", choices=["off", "on"], default=["off", "on"])
+    t.add_argument("--steps-per-execution", type=int, nargs="+", default=[1],
+                   help="micro-batches per call of the training function, one row each")
     f = sub.add_parser("tflite", help="TFLite per-clip latency and size, 1 and 2 models")
     f.add_argument("--config", default="configs/cfg_2.yaml")
     f.add_argument("--checkpoints", nargs="*", help="two .weights.h5 (default: untrained)")

@@ -381,7 +381,7 @@ class Train:
     strategy: str = "auto"  # auto | tpu | multiworker | mirrored | default
     runs_dir: str = "runs"
     # Session limits (Kaggle 9 h, Colab up to 12 h): before this much wall time has passed
-    # since the trainer started, stop between two micro-batches with a checkpoint that records
+    # since the trainer started, stop between two training calls with a checkpoint that records
     # the epoch and the step within it; `--resume` continues at that step. None or 0: no limit.
     # One host only (several workers' clocks would stop them at different steps).
     time_limit_hours: float | None = None

@@ -56,7 +56,7 @@ def render(cfg: config.Config, records_dir: str, out: str, samples: int = 3, fra
               "n_frames": tf.constant(rec["n_frames"], tf.int64),
               "sequence_id": tf.constant(rec["sequence_id"], tf.int64)}
         plain, mask = preprocess.preprocess(ex["frames"], data.max_len)
-        table = pipeline._score_table({})
+        table = pipeline.score_table({})
         sample = pipeline.to_sample(ex, table, data.buffer_len)
         aug = augment.augment(sample, sample, tf.constant([seed, i]), data.augment)
         item = pipeline.to_batch_item(aug, ex, data.max_len)

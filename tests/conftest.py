@@ -1,4 +1,6 @@
-"""Shared test helpers: tiny hand-made Kaggle folders for exact, readable bad-input cases."""
+"""Shared test helpers: two logical CPUs for MirroredStrategy (and fresh collective keys for
+each test's strategies), the mixed_float16 policy, and tiny hand-made Kaggle folders for exact,
+readable bad-input cases."""
 
 from __future__ import annotations
 
@@ -24,6 +26,35 @@ def _two_logical_cpus() -> None:
 
 
 _two_logical_cpus()
+
+
+@pytest.fixture(autouse=True)
+def fresh_collective_keys():
+    """Collective keys no earlier MirroredStrategy of this process used, for the strategies a
+    test makes. TensorFlow keeps each collective op's parameters by key for the whole process,
+    and every new strategy starts at the same keys: the first all-reduce of a later strategy
+    with another shape fails ("Shape mismatch in the collective instance 100"). TensorFlow's
+    own tests move the base the same way (`strategy_combinations`)."""
+    import tensorflow as tf
+
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
+
+
+@pytest.fixture
+def float32_afterwards():
+    """The float32 policy again after the test (a Trainer sets its config's policy)."""
+    yield
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture
+def mixed_float16(float32_afterwards):
+    """Keras' `mixed_float16` policy (what `auto` picks on GPUs) for the test."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
 
 
 def random_frames(rng: np.random.Generator, n: int, nan_hand: bool = True) -> np.ndarray:

@@ -294,15 +294,6 @@ def labels(tokens, n_tokens) -> tf.Tensor:
     return tf.where(j < n_tokens, padded, tf.where(j == n_tokens, vocab.EOS, vocab.PAD))
 
 
-def mask_decoder_inputs(labels_, rate: float, seed) -> tf.Tensor:
-    """Decoder-input masking: each label position becomes DECODER_MASK with probability rate.
-
-    Applied to the decoder *input* (before the right shift); loss targets stay unmasked.
-    """
-    hit = uniform(seed, shape=tf.shape(labels_)) < rate
-    return tf.where(hit, tf.constant(vocab.DECODER_MASK, labels_.dtype), labels_)
-
-
 # ------------------------------------------------------------------ recipe
 
 

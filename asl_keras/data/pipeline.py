@@ -86,7 +86,8 @@ def _table(keys, values, default) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(init, default_value=tf.constant(default, tf.int64))
 
 
-def _score_table(scores: dict[int, float]) -> tf.lookup.StaticHashTable:
+def score_table(scores: dict[int, float]) -> tf.lookup.StaticHashTable:
+    """`sequence_id -> round-1 score` lookup (`read_scores`); unknown ids get DEFAULT_SCORE."""
     keys = np.fromiter(scores, np.int64, len(scores)) if scores else np.zeros(1, np.int64) - 1
     vals = np.asarray(list(scores.values()), np.float32) if scores else np.ones(1, np.float32)
     init = tf.lookup.KeyValueTensorInitializer(keys, vals)
@@ -142,7 +143,7 @@ def train_dataset(data: config.Data, seed: int, epochs: int, start_epoch: int = 
     """
     index = read_index(data.records)
     selection = Selection(index, data, training=True)
-    scores = _score_table(read_scores(data.scores))
+    scores = score_table(read_scores(data.scores))
     batch = ctx.get_per_replica_batch_size(data.batch_size * ctx.num_replicas_in_sync) \
         if ctx is not None else data.batch_size
     aug = data.augment
@@ -187,7 +188,7 @@ def train_dataset(data: config.Data, seed: int, epochs: int, start_epoch: int = 
 def eval_dataset(data: config.Data, ctx=None, batch_size: int | None = None) -> tf.data.Dataset:
     """Held-out fold (competition rows only), preprocessed as at inference, in record order."""
     selection = Selection(read_index(data.records), data, training=False)
-    scores = _score_table(read_scores(data.scores))
+    scores = score_table(read_scores(data.scores))
 
     def item(ex):
         x, mask = preprocess.preprocess(ex["frames"], data.max_len)
@@ -201,10 +202,3 @@ def eval_dataset(data: config.Data, ctx=None, batch_size: int | None = None) -> 
     ds = _records(data.records, ctx).filter(lambda ex: selection.keep(ex["sequence_id"], 0, 0))
     return ds.map(item, num_parallel_calls=tf.data.AUTOTUNE).batch(
         batch_size or data.batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def distributed_train_dataset(strategy: tf.distribute.Strategy, data: config.Data, seed: int,
-                              epochs: int, start_epoch: int = 0):
-    """Per-replica input pipelines (each host reads its own shards)."""
-    return strategy.distribute_datasets_from_function(
-        lambda ctx: train_dataset(data, seed, epochs, start_epoch, ctx))

@@ -143,7 +143,7 @@ class Recognizer(keras.Model):
         if "confidence" in outputs:
             target = ops.cast(inputs["score"], "float32")
             logit = outputs["confidence"]
-            bce = ops.maximum(logit, 0) - logit * target + ops.log1p(ops.exp(-ops.abs(logit)))
+            bce = ops.binary_crossentropy(target, logit, from_logits=True)
             loss = (1 - c.aux_loss_weight) * loss + c.aux_loss_weight * bce
         return loss
 

@@ -93,5 +93,4 @@ def make_optimizer(train: config.Train, steps_per_epoch: int) -> keras.optimizer
     if train.optimizer == "scaled_adam":
         return ScaledAdam(learning_rate=schedule, gradient_accumulation_steps=accumulate)
     return AdamW(learning_rate=schedule, weight_decay=train.weight_decay,
-                                  global_clipnorm=train.clip_norm,
-                                  gradient_accumulation_steps=accumulate)
+                 global_clipnorm=train.clip_norm, gradient_accumulation_steps=accumulate)

@@ -31,7 +31,7 @@ from asl_keras.data import pipeline
 from asl_keras.layers import decoder as dec
 from asl_keras.models.recognizer import build_recognizer
 from asl_keras.runtime import tf
-from asl_keras.training import metrics, optimizers
+from asl_keras.training import clipping, metrics, optimizers
 from asl_keras.training import strategy as strategies
 
 
@@ -203,7 +203,7 @@ class Trainer:
             self.model = build_recognizer(cfg)
             opt = optimizers.make_optimizer(cfg.train, self.steps)
             if self.policy == "mixed_float16":
-                opt = keras.optimizers.LossScaleOptimizer(opt)
+                opt = clipping.LossScaleOptimizer(opt)
             self.optimizer = opt
             self.optimizer.build(self.model.trainable_variables)
         # The position in the run, saved with the weights: finished epochs; micro-batches
@@ -331,7 +331,7 @@ class Trainer:
                         self._stop(epoch, step, carried_loss + sum(losses),
                                    carried_seconds + clock() - t0)
                     with self.limit.timing("step"):
-                        chunk = self._train_calls(batches, epoch, step, count)
+                        chunk = self._train_call(batches, epoch, step, count)
                     trained += count
                     losses += chunk
                     rate = len(losses) * self.global_batch / (clock() - t0)
@@ -354,7 +354,7 @@ class Trainer:
             plot_history(self.dir)
         return result
 
-    def _train_calls(self, batches, epoch: int, step: int, count: int) -> list[float]:
+    def _train_call(self, batches, epoch: int, step: int, count: int) -> list[float]:
         """Micro-batches `step + 1` to `step + count` of the epoch in one call; their losses.
 
         A lost peer or a non-finite loss (named by its micro-batch) stops the run with a clear

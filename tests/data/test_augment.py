@@ -176,13 +176,6 @@ def test_whole_recipe_has_static_shapes_under_xla_and_is_deterministic():
     assert not np.array_equal(outs[0]["x"].numpy(), outs[1]["x"].numpy())
 
 
-def test_decoder_input_masking_rate_and_token():
-    labels = tf.fill([400, 33], 5)
-    masked = augment.mask_decoder_inputs(labels, 0.2, tf.constant([0, 1])).numpy()
-    assert set(np.unique(masked)) == {5, vocab.DECODER_MASK}
-    assert_rate(int((masked == vocab.DECODER_MASK).sum()), masked.size, 0.2)
-
-
 def test_labels_match_the_numpy_reference():
     ids = vocab.encode("3 creekhouse")
     tok = np.full(augment.TOKEN_LEN, vocab.PAD, np.int32)

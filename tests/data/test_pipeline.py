@@ -105,13 +105,6 @@ def test_scores_are_joined_by_sequence_id(data_cfg, tmp_path):
     assert (take(pipeline.eval_dataset(data_cfg), 1)[0]["score"] == pipeline.DEFAULT_SCORE).all()
 
 
-def test_per_replica_datasets_split_the_shards(data_cfg):
-    strategy = tf.distribute.get_strategy()
-    dist = pipeline.distributed_train_dataset(strategy, data_cfg, seed=0, epochs=1)
-    first = next(iter(dist))
-    assert first["landmarks"].shape == (4, 64, 130, 3)
-
-
 def test_cutmix_partners_are_other_sequences_of_the_same_signer(data_cfg):
     """With CutMix always on (nothing else), each item's phrase is tail(A) + head(B) of two
     phrases of its own signer, A or B being its own phrase."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asl_keras.training.clipping import AdamW, LossScaleOptimizer
+from asl_keras.training.clipping import AdamW, LossScaleOptimizer, SummedGradients
 from asl_keras.training.scaled_adam import ScaledAdam
 
 RNG = np.random.default_rng(0)
@@ -30,18 +30,17 @@ class Run:
             self.layer.set_weights(INIT)
             self.optimizer = make_optimizer()
             self.optimizer.build(self.layer.trainable_variables)
-        variables = self.layer.trainable_variables
+        variables, global_batch = self.layer.trainable_variables, x.shape[1]
 
         def replica_step(x, y):
             with tf.GradientTape() as tape:
                 error = tf.cast(self.layer(x), "float32") - y
                 per_sample = tf.reduce_mean(tf.square(error), axis=-1)
-                loss = tf.nn.compute_average_loss(per_sample, global_batch_size=x_global)
+                loss = tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch)
                 scaled = self.optimizer.scale_loss(loss)
             self.optimizer.apply(tape.gradient(scaled, variables), variables)
             return loss
 
-        x_global = x.shape[1]
         batches = iter(strategy.experimental_distribute_dataset(
             tf.data.Dataset.from_tensor_slices((x, y))))
 
@@ -56,10 +55,22 @@ class Run:
     def weights(self) -> list[np.ndarray]:
         return [v.numpy() for v in self.layer.trainable_variables]
 
-    def copies(self, variable) -> list[np.ndarray]:
-        """Every replica's copy of `variable` (a Keras or TF variable)."""
-        value = getattr(variable, "value", variable)
-        return [np.asarray(c) for c in self.strategy.experimental_local_results(value)]
+    @property
+    def variables(self) -> list:
+        return self.layer.trainable_variables + self.optimizer.variables
+
+
+def copies(strategy, variable) -> list[np.ndarray]:
+    """Every replica's copy of the Keras `variable`."""
+    return [np.asarray(c) for c in strategy.experimental_local_results(variable.value)]
+
+
+def assert_in_sync(strategy, variables):
+    """Every replica holds the same value of each variable, to the bit."""
+    for v in variables:
+        first, *others = copies(strategy, v)
+        for other in others:
+            np.testing.assert_array_equal(first, other, err_msg=v.path)
 
 
 def mirrored():
@@ -71,13 +82,6 @@ def mirrored():
 def assert_same(one: list[np.ndarray], two: list[np.ndarray], rtol=1e-5, atol=1e-6):
     for a, b in zip(one, two, strict=True):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
-
-
-def assert_replicas_in_sync(run: Run):
-    for v in run.layer.trainable_variables + run.optimizer.variables:
-        first, *others = run.copies(v)
-        for other in others:
-            np.testing.assert_array_equal(first, other, err_msg=v.path)
 
 
 @pytest.mark.parametrize("make", [lambda: AdamW(0.1, global_clipnorm=0.01),
@@ -97,10 +101,16 @@ def test_keras_adamw_alone_would_clip_each_replica_separately():
     assert max(np.abs(a - b).max() for a, b in zip(one.weights, two.weights, strict=True)) > 1e-3
 
 
+class SGD(SummedGradients, keras.optimizers.SGD):
+    """Unlike Adam's, SGD's step is proportional to the gradient: a gradient summed twice, or
+    not summed over replicas, changes its result."""
+
+
 ACCUMULATING = {
     "adamw": lambda steps: AdamW(0.1, weight_decay=0.05, global_clipnorm=0.05,
                                  gradient_accumulation_steps=steps),
     "scaled_adam": lambda steps: ScaledAdam(0.1, gradient_accumulation_steps=steps),
+    "sgd": lambda steps: SGD(0.1, momentum=0.5, gradient_accumulation_steps=steps),
 }
 
 
@@ -118,7 +128,7 @@ def test_gradient_accumulation_on_two_replicas_equals_one_device(name, steps):
     assert_same(one.weights, two.weights)
     assert_same([v.numpy() for v in one.optimizer.variables],
                 [v.numpy() for v in two.optimizer.variables])
-    assert_replicas_in_sync(two)
+    assert_in_sync(two.strategy, two.variables)
     assert max(np.abs(w - i).max() for w, i in zip(two.weights, INIT, strict=True)) > 1e-2
 
 
@@ -129,13 +139,6 @@ def test_accumulated_micro_batches_equal_one_step_on_their_union():
     union = Run(tf.distribute.get_strategy(), whole, X.reshape(2, 32, 5), Y.reshape(2, 32, 3))
     accumulated = Run(mirrored(), lambda: ACCUMULATING["adamw"](4), X, Y)
     assert_same(union.weights, accumulated.weights)
-
-
-@pytest.fixture
-def mixed_float16():
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    yield
-    keras.mixed_precision.set_global_policy("float32")
 
 
 SCALE = 2.0 ** 10  # Keras' default 2^15 overflows float16 on these clean batches already
@@ -157,7 +160,7 @@ def test_fp16_loss_scaling_on_two_replicas_equals_one_device(mixed_float16, step
     assert float(two.optimizer.dynamic_scale.numpy()) == SCALE  # no step was skipped
     assert_same(one.losses, two.losses, rtol=1e-3, atol=1e-4)
     assert_same(one.weights, two.weights, rtol=1e-3, atol=1e-4)
-    assert_replicas_in_sync(two)
+    assert_in_sync(two.strategy, two.variables)
 
 
 @pytest.mark.parametrize("steps", [None, 2], ids=["no_accumulation", "accumulation_2"])
@@ -171,11 +174,11 @@ def test_an_overflow_on_one_replica_makes_every_replica_skip_and_lower_the_scale
     one = Run(tf.distribute.get_strategy(), lambda: loss_scaled(steps), x, Y[:4])
     two = Run(mirrored(), lambda: loss_scaled(steps), x, Y[:4])
     for run in (one, two):
-        scales = run.copies(run.optimizer.dynamic_scale)
+        scales = copies(run.strategy, run.optimizer.dynamic_scale)
         assert [float(s) for s in scales] == [SCALE / 2] * run.strategy.num_replicas_in_sync
         assert int(run.optimizer.iterations.numpy()) == 3 // (steps or 1)  # skipped: uncounted
         assert all(np.isfinite(w).all() for w in run.weights)
     assert not np.isfinite(two.losses[1])
     assert_same(one.weights, two.weights, rtol=1e-3, atol=1e-4)
-    assert_replicas_in_sync(two)
+    assert_in_sync(two.strategy, two.variables)
     assert max(np.abs(w - i).max() for w, i in zip(two.weights, INIT, strict=True)) > 1e-2

@@ -1,6 +1,7 @@
-"""The training loop on tiny models: a time-limit stop and resume equal an uninterrupted run,
-divergence stops cleanly, every output goes through tf.io.gfile, and the strategy never falls
-back to the CPU when a TPU is expected."""
+"""The training loop on tiny models: a time-limit stop and resume equal an uninterrupted run
+(also with several micro-batches per call), every schedule counts optimizer updates,
+divergence stops cleanly, evaluation traces its decoder once, every output goes through
+tf.io.gfile, and the strategy never falls back to the CPU when a TPU is expected."""
 
 from __future__ import annotations
 
