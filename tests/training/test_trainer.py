@@ -294,8 +294,7 @@ def test_resuming_with_other_steps_per_epoch_is_refused_unless_forced(synthetic_
                                                                       tmp_path):
     """Two replicas halve the steps per epoch: the saved step means nothing there. Forced, the
     stopped epoch starts again at its first micro-batch and trains to its end (its one input
-    pipeline gives each micro-batch two per-replica batches). No gradient accumulation: under
-    MirroredStrategy Keras' accumulation cond cannot hold the clipping's all-reduce."""
+    pipeline gives each micro-batch two per-replica batches)."""
     stopped = timed_trainer(tiny_config(synthetic_records, tmp_path, epochs=1,
                                         grad_accumulation=1), steps=3)
     with pytest.raises(trainer.TimeLimitReached):
