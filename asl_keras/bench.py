@@ -5,7 +5,9 @@
     python -m asl_keras.bench model [--configs configs/cfg_1.yaml ...]
     python -m asl_keras.bench train --config configs/cfg_2.yaml [--batch 16 --frames 384]
                                     [--jit-compile off on] [--steps-per-execution 1 16]
-    python -m asl_keras.bench tflite --config configs/cfg_2.yaml [--checkpoints A B]
+    python -m asl_keras.bench tflite [--configs configs/cfg_2.yaml ...] [--against REF.tflite]
+                                     [--members 1 2] [--threads 1 2] [--checkpoints A B]
+    python -m asl_keras.bench clips --tflite A.tflite [B.tflite] --records DIR [--clips 200]
     python -m asl_keras.bench ablation [--seeds 0 1] [--epochs N] [--variants a b c d e]
 """
 
@@ -222,36 +224,185 @@ def bench_train(args) -> list[dict]:
     return rows
 
 
-def bench_tflite(args) -> list[dict]:
-    """Per-clip latency of the exported one-model and two-model ensembles, file size.
+def worst_case(model) -> None:
+    """Bench-only weights that make every call decode all LABEL_LEN steps (an untrained
+    decoder stops at a random step): the final decoder LayerNorm pins feature 0 at 1 and
+    `lm_head` maps it to -1e4 for every id that is not a character (EOS, PAD, SOS, the mask
+    token), so each step emits a character; the confidence head always says "sure". Only
+    weights change: the graph is the one users ship."""
+    import numpy as np
 
-    Without `--checkpoints` the members are freshly initialised: an untrained decoder rarely
-    emits EOS, so every clip decodes all 33 steps (the worst case of a trained model).
+    from asl_keras import vocab
+
+    norm, head = model.decoder.layer_norm, model.decoder.lm_head
+    gamma, beta, kernel = norm.gamma.numpy(), norm.beta.numpy(), head.kernel.numpy()
+    gamma[0], beta[0] = 0.0, 1.0
+    kernel[0] = 0.0
+    kernel[0, vocab.NUM_CHARS:] = -1e4
+    norm.gamma.assign(gamma)
+    norm.beta.assign(beta)
+    head.kernel.assign(kernel)
+    if model.confidence_head is not None:
+        model.confidence_head.kernel.assign(np.zeros(model.confidence_head.kernel.shape))
+        model.confidence_head.bias.assign(np.full(model.confidence_head.bias.shape, 10.0))
+
+
+def stage_functions(members, max_len: int) -> dict:
+    """The serving graph cut after each stage (`tflite.serving_function` in parts), so that
+    the time of a stage is the difference of two graphs' times."""
+    from asl_keras.export import tflite
+    from asl_keras.runtime import tf
+
+    def preprocessing(inputs):
+        x, mask = tflite.encoder_inputs(tflite.at_least_one_frame(inputs), max_len)
+        return {tflite.OUTPUT: tf.reduce_sum(x, axis=[2, 3])}
+
+    def encoders(inputs):
+        x, mask = tflite.encoder_inputs(tflite.at_least_one_frame(inputs), max_len)
+        encoded, confidence = tflite.encode(members, x, mask)
+        out = tf.add_n([tf.reduce_sum(e, axis=-1) for _, e, _ in encoded])
+        return {tflite.OUTPUT: out if confidence is None else out + confidence[:, None]}
+
+    return {"preprocessing": preprocessing, "encoders": encoders,
+            "whole": tflite.serving_function(members, max_len)}
+
+
+def _interleaved(runners: dict, clips: dict, repeats: int) -> tuple[dict, dict]:
+    """Call every runner on its clip in turn, `repeats` rounds (after one untimed call each):
+    (milliseconds per runner, output rows per runner)."""
+    import numpy as np
+
+    from asl_keras.export import tflite
+
+    rows = {k: run(**{tflite.INPUT: clips[k]})[tflite.OUTPUT].shape[0]
+            for k, run in runners.items()}
+    times = {k: [] for k in runners}
+    for _ in range(repeats):
+        for k, run in runners.items():
+            start = time.perf_counter()
+            run(**{tflite.INPUT: clips[k]})
+            times[k].append(1000 * (time.perf_counter() - start))
+    return {k: np.asarray(v) for k, v in times.items()}, rows
+
+
+def against_columns(path: str) -> list[str]:
+    """Input columns of another TFLite model: `selected_columns` of the `*inference_args.json`
+    beside it (its own column order), else this project's SELECTED_COLUMNS."""
+    import glob
+    import json
+
+    from asl_keras import landmarks
+
+    found = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                          "*inference_args.json")))
+    if not found:
+        return list(landmarks.SELECTED_COLUMNS)
+    with open(found[0]) as f:
+        return json.load(f)["selected_columns"]
+
+
+def bench_tflite(args) -> list[dict]:
+    """Per-clip latency of exported 1- and 2-model fp16 ensembles, the time of each stage,
+    the operators of one decoding step, and with `--against` the side-by-side ratio.
+
+    Without `--checkpoints` the members are untrained with `worst_case` weights: every call
+    decodes all 33 steps. Every model sees the same clip (a synthetic clip repeated to the
+    frame count; `--against` gets it in its own column order), the calls are interleaved and
+    the ratio is the median of per-round ratios, so machine drift cancels. Stage times are
+    differences of the serving graph cut after preprocessing, after the encoders, and whole.
     """
     import numpy as np
 
-    from asl_keras import config
+    from asl_keras import config, landmarks
     from asl_keras.export import tflite
     from asl_keras.models.recognizer import build_recognizer
 
-    cfg = config.load(args.config)
-    if args.checkpoints:
-        members = tflite.load_models(cfg, args.checkpoints)
-    else:
-        with tflite.float32_policy():
-            members = [build_recognizer(cfg) for _ in range(2)]
+    position = {c: i for i, c in enumerate(landmarks.SELECTED_COLUMNS)}
+    theirs = None
+    if args.against:
+        columns = against_columns(args.against)
+        missing = sorted(set(columns) - position.keys())
+        if missing:
+            raise SystemExit(f"{args.against}: columns {missing[:3]} are not landmark columns")
+        theirs = [position[c] for c in columns]
+        with open(args.against, "rb") as f:
+            reference = f.read()
+    base = tflite.sample_sequences(1, seed=0)[0]
     rows = []
-    for n in (1, 2):
-        model = tflite.convert(members[:n], cfg.data.max_len, fp16=not args.no_fp16)
-        for threads in (1, 2):
-            run = tflite.runner(model, num_threads=threads)
-            for frames in args.frames:
-                times = tflite.clip_latencies_ms(run, frames, args.repeats)
-                rows.append({"config": os.path.basename(args.config), "models": n,
-                             "weights": "fp32" if args.no_fp16 else "fp16",
-                             "size kB": f"{len(model) / 1024:,.0f}", "threads": threads,
-                             "frames": frames, "p50 ms": f"{np.percentile(times, 50):.0f}",
-                             "p95 ms": f"{np.percentile(times, 95):.0f}"})
+    for path in args.configs:
+        cfg = config.load(path)
+        if args.checkpoints:
+            members = tflite.load_models(cfg, args.checkpoints)
+        else:
+            with tflite.float32_policy():
+                members = [build_recognizer(cfg) for _ in range(max(args.members))]
+            for m in members:
+                worst_case(m)
+        for n in args.members:
+            graphs = {k: tflite.convert_function(fn, members[:n], fp16=not args.no_fp16)
+                      for k, fn in stage_functions(members[:n], cfg.data.max_len).items()}
+            ops = tflite.subgraph_operators(graphs["whole"])
+            step_ops = sum(v for k, v in ops.items() if "while_body" in k or "while_cond" in k)
+            for threads in args.threads:
+                runners = {k: tflite.runner(g, num_threads=threads) for k, g in graphs.items()}
+                if theirs is not None:
+                    runners["reference"] = tflite.runner(reference, num_threads=threads)
+                for frames in args.frames:
+                    clip = np.resize(base, (frames, base.shape[1])).astype("float32")
+                    clips = {k: clip for k in graphs}
+                    if theirs is not None:
+                        clips["reference"] = np.ascontiguousarray(clip[:, theirs])
+                    times, out_rows = _interleaved(runners, clips, args.repeats)
+                    med = {k: float(np.median(v)) for k, v in times.items()}
+                    decoding = med["whole"] - med["encoders"]
+                    row = {"config": os.path.basename(path), "models": n,
+                           "weights": "fp32" if args.no_fp16 else "fp16",
+                           "size kB": f"{len(graphs['whole']) / 1e3:,.0f}", "threads": threads,
+                           "frames": frames, "rows": out_rows["whole"],
+                           "p50 ms": f"{med['whole']:.1f}",
+                           "p95 ms": f"{np.percentile(times['whole'], 95):.1f}",
+                           "preprocess ms": f"{med['preprocessing']:.1f}",
+                           "encoders ms": f"{med['encoders'] - med['preprocessing']:.1f}",
+                           "decoding ms": f"{decoding:.1f}",
+                           "ms/step": f"{decoding / max(out_rows['whole'], 1):.2f}",
+                           "ops/step": step_ops}
+                    if theirs is not None:
+                        ratio = times["whole"] / times["reference"]
+                        row.update({"ref rows": out_rows["reference"],
+                                    "ref p50 ms": f"{med['reference']:.1f}",
+                                    "ref p95 ms": f"{np.percentile(times['reference'], 95):.1f}",
+                                    "ratio": f"{np.median(ratio):.2f}"})
+                    rows.append(row)
+                    print(_table([row]).splitlines()[-1], flush=True)
+    return rows
+
+
+def bench_clips(args) -> list[dict]:
+    """Per-clip latency of exported `.tflite` files on held-out clips of a TFRecords
+    conversion (real lengths, each model stopping where it decodes EOS), interleaved clip by
+    clip so that the files are compared under the same machine load."""
+    import numpy as np
+
+    from asl_keras.export import tflite
+
+    clips = tflite.record_clips(args.records, args.fold, args.clips)
+    rows = []
+    for threads in args.threads:
+        runners = {p: tflite.runner(p, num_threads=threads) for p in args.tflite}
+        times = {p: [] for p in args.tflite}
+        for frames in clips.frames:
+            for p, run in runners.items():
+                run(**{tflite.INPUT: frames})
+                start = time.perf_counter()
+                run(**{tflite.INPUT: frames})
+                times[p].append(1000 * (time.perf_counter() - start))
+        for p in args.tflite:
+            t = np.asarray(times[p])
+            rows.append({"model": p, "threads": threads, "clips": len(t),
+                         "frames p50": f"{np.median([len(f) for f in clips.frames]):.0f}",
+                         "mean ms": f"{t.mean():.1f}", "p50 ms": f"{np.median(t):.1f}",
+                         "p95 ms": f"{np.percentile(t, 95):.1f}",
+                         "vs first": f"{np.median(t / np.asarray(times[args.tflite[0]])):.2f}"})
     return rows
 
 
@@ -289,12 +440,23 @@ def main(argv=None) -> int:
     t.add_argument("--jit-compile", nargs="+", choices=["off", "on"], default=["off", "on"])
     t.add_argument("--steps-per-execution", type=int, nargs="+", default=[1],
                    help="micro-batches per call of the training function, one row each")
-    f = sub.add_parser("tflite", help="TFLite per-clip latency and size, 1 and 2 models")
-    f.add_argument("--config", default="configs/cfg_2.yaml")
-    f.add_argument("--checkpoints", nargs="*", help="two .weights.h5 (default: untrained)")
-    f.add_argument("--frames", type=int, nargs="+", default=[64, 128, 256, 384, 600])
-    f.add_argument("--repeats", type=int, default=5)
+    f = sub.add_parser("tflite", help="TFLite per-clip latency by stage, size, ops per "
+                       "decoding step; side by side with another .tflite (--against)")
+    f.add_argument("--configs", nargs="+", default=["configs/cfg_2.yaml"])
+    f.add_argument("--checkpoints", nargs="*",
+                   help="the members' checkpoints (default: untrained, all 33 steps decoded)")
+    f.add_argument("--members", type=int, nargs="+", default=[1, 2])
+    f.add_argument("--against", help="a .tflite of the same contract to time side by side")
+    f.add_argument("--frames", type=int, nargs="+", default=[64, 128, 256, 384])
+    f.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    f.add_argument("--repeats", type=int, default=7)
     f.add_argument("--no-fp16", action="store_true")
+    k = sub.add_parser("clips", help="per-clip latency of .tflite files on held-out records")
+    k.add_argument("--tflite", nargs="+", required=True)
+    k.add_argument("--records", required=True)
+    k.add_argument("--fold", type=int, default=0)
+    k.add_argument("--clips", type=int, default=200)
+    k.add_argument("--threads", type=int, nargs="+", default=[1])
     a = sub.add_parser("ablation", help="Zipformer ablation: train, score, time 5 variants")
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     a.add_argument("--epochs", type=int, help="override the ablation config's epochs")
@@ -302,7 +464,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     os.makedirs(BENCH_DIR, exist_ok=True)
     rows = {"convert": bench_convert, "pipeline": bench_pipeline, "model": bench_model,
-            "train": bench_train, "tflite": bench_tflite,
+            "train": bench_train, "tflite": bench_tflite, "clips": bench_clips,
             "ablation": bench_ablation}[args.what](args)
     print(f"machine: {psutil.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB")

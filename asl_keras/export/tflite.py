@@ -2,22 +2,21 @@
 
 The serving graph (one signature `serving_default`, input `inputs` float32 `[frames, 390]` in
 `SELECTED_COLUMNS` order with NaN for missing points, output `outputs` float32 `[n, 59]`):
-1. frame count `T`; a 0-frame input becomes one NaN frame. The IF of step 2 already keeps 0
-   frames away from the preprocessing in the runtimes tested (LiteRT 2.3, tf.lite 2.21), but
-   a runtime may prepare both IF branches with the input's shape, and XNNPack fails on
-   0-sized tensors and stays broken afterwards (ecosystem.md 4, pitfall 4): one PAD op makes
-   that impossible;
-2. `T < MIN_FRAMES`: no decoding at all;
-3. otherwise `preprocess.preprocess(frames, max_len)`, the evaluation preprocessing itself
-   (normalisation, NaN/inf handling, nearest resampling or padding to `max_len` + mask), cut
-   back to the real frames when every member is padding-invariant (`padding_invariant`: the
-   result is the same, the encoder cost follows the clip length), every member's encoder,
-   and the mean of the members' confidence logits (models with a confidence head):
-   `sigmoid(mean) < MIN_CONFIDENCE` means no decoding either;
+1. a 0-frame input becomes one NaN frame (XNNPack fails on 0-sized tensors and stays broken
+   afterwards);
+2. `encoder_inputs`: `preprocess.preprocess(frames, max_len)`, the evaluation preprocessing
+   itself (normalisation, NaN/inf handling, nearest resampling or padding to `max_len` +
+   mask), cut to the frames the encoders see (`encoder_frames`: the real ones, at least
+   MIN_FRAMES);
+3. every member's encoder, and the mean of the members' confidence logits (models with a
+   confidence head);
 4. cached greedy decoding of the ensemble (`greedy_decode`: one `WHILE`, member logits
-   averaged every step, stop at EOS, at most `LABEL_LEN` steps);
+   averaged every step, stop at EOS, at most `LABEL_LEN` steps); a clip shorter than
+   MIN_FRAMES, or with `sigmoid(mean confidence) < MIN_CONFIDENCE`, enters the loop finished
+   and gets no characters. No conditional surrounds steps 2-4: ops inside an `IF` branch run
+   several times slower in LiteRT (docs/tflite.md, pitfall 4);
 5. the characters before the first EOS (ids outside the 59-character map are dropped, as
-   `vocab.decode` drops them); no character at all -> `DUMMY_PHRASE`. Steps 2-3 produce "no
+   `vocab.decode` drops them); no character at all -> `DUMMY_PHRASE`. Step 4 produces "no
    character", so this one rule implements the reference's dummy-phrase post-processing and
    also keeps the output at >= 1 row;
 6. one-hot rows `[n, 59]`: every row's argmax is a real character, so the output decodes the
@@ -34,9 +33,9 @@ exports, because near-tie tokens flip on clips unlike the model's data while the
 move. Only without records does it fall back to synthetic clips and string agreement.
 `export` writes nothing under a finished name until every check has passed.
 
-Conversion uses `keras.export.ExportArchive` (ecosystem.md 4, Fix B): a `tf.Module` around Keras
-3 layers would keep unresolved `READ_VARIABLE` ops and silently produce garbage; the contract
-check rejects such files anyway.
+Conversion uses `keras.export.ExportArchive` (docs/tflite.md, pitfall 1): a `tf.Module`
+around Keras 3 layers would keep unresolved `READ_VARIABLE` ops and silently produce garbage;
+the contract check rejects such files anyway.
 """
 
 from __future__ import annotations
@@ -102,7 +101,7 @@ class ExportError(RuntimeError):
 @contextlib.contextmanager
 def float32_policy():
     """Build under float32: a mixed-precision model cannot be converted (bf16 KV cache and
-    dtype clashes, ecosystem.md 4, pitfall 7); its float32 weights load unchanged."""
+    dtype clashes, docs/tflite.md, pitfall 5); its float32 weights load unchanged."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
@@ -139,7 +138,7 @@ def load_models(cfg: config.Config, checkpoints: Sequence[str]) -> list[Recogniz
     return models
 
 
-def _encode(models: Sequence[Recognizer], x, mask):
+def encode(models: Sequence[Recognizer], x, mask):
     """`[B, L, 130, 3]`, `[B, L]` -> (greedy_decode members, mean confidence logit `[B]`).
 
     The confidence is None when the models have no confidence head (cfg_1).
@@ -158,30 +157,50 @@ def _encode(models: Sequence[Recognizer], x, mask):
 # ---------------------------------------------------------------------------------------------
 
 
-def _at_least_one_frame(frames):
+def at_least_one_frame(frames):
     """`[T, F]` -> `[max(T, 1), F]`: a 0-frame input gets one all-NaN (= all missing) frame."""
     missing = tf.maximum(1 - tf.shape(frames)[0], 0)
     return tf.pad(frames, [[0, missing], [0, 0]], constant_values=float("nan"))
 
 
-def _recognise(models, frames, max_len: int):
-    """`[T, F]` frames -> decoder ids `[LABEL_LEN + 1]` (SOS first), or no characters when the
-    ensemble is unsure (mean confidence below MIN_CONFIDENCE)."""
+def encoder_frames(frames: int, max_len: int):
+    """Frames the serving graph encodes for a `frames`-frame clip: its real frames (all of
+    `max_len` above it, where preprocessing resamples), and at least MIN_FRAMES.
+
+    The real frames, as the reference's own graph encodes them: an encoder whose output
+    depends on padding (the reference's conv module) sees the clip as it was trained to at
+    batch size one, and every encoder costs the clip's length, not `max_len`. Clips shorter
+    than MIN_FRAMES are never decoded; their padded frames only keep tensors non-empty.
+    Works on ints and on int32 tensors.
+    """
+    return tf.clip_by_value(frames, MIN_FRAMES, max_len) if tf.is_tensor(frames) else (
+        min(max(frames, MIN_FRAMES), max_len))
+
+
+def encoder_inputs(frames, max_len: int):
+    """`[T >= 1, F]` frames -> the encoders' inputs `[1, encoder_frames(T), 130, 3]` and mask
+    `[1, encoder_frames(T)]`: `preprocess.preprocess`, cut to the frames encoded."""
     x, mask = preprocess.preprocess(frames, max_len)
-    if all(m.padding_invariant for m in models):
-        # Padding cannot change these models' outputs, so the encoders run on the real frames
-        # only: a 100-frame clip costs 100 frames of encoder, not max_len.
-        real = tf.minimum(tf.shape(frames)[0], max_len)
-        x, mask = x[:real], mask[:real]
-    members, confidence = _encode(models, x[None], mask[None])
+    real = encoder_frames(tf.shape(frames)[0], max_len)
+    return x[None, :real], mask[None, :real]
 
-    def decode():
-        return greedy_decode(members)[0][0]
 
-    if confidence is None:
-        return decode()
-    return tf.cond(tf.sigmoid(confidence[0]) < MIN_CONFIDENCE,
-                   lambda: tf.constant(NO_CHARACTERS), decode)
+def _recognise(models, frames, max_len: int):
+    """`[T >= 1, F]` frames -> decoder ids `[LABEL_LEN + 1]` (SOS first), or no characters when
+    the clip is shorter than MIN_FRAMES or the ensemble unsure (mean confidence below
+    MIN_CONFIDENCE).
+
+    Nothing here is inside a conditional: encoders and decoder always run and the skip is
+    the decoding loop's initial state (no step runs), because ops inside an `IF` branch run
+    several times slower in LiteRT (docs/tflite.md, pitfall 4).
+    """
+    x, mask = encoder_inputs(frames, max_len)
+    members, confidence = encode(models, x, mask)
+    skip = tf.shape(frames)[0] < MIN_FRAMES
+    if confidence is not None:
+        skip = tf.logical_or(skip, tf.sigmoid(confidence[0]) < MIN_CONFIDENCE)
+    ids = greedy_decode(members, finished=skip[None])[0][0]
+    return tf.where(skip, tf.constant(NO_CHARACTERS), ids)
 
 
 def _characters(ids):
@@ -199,9 +218,7 @@ def serving_function(models: Sequence[Recognizer], max_len: int):
     """The `serving_default` function: `inputs [T, F]` -> `{"outputs": [n, 59]}` (module doc)."""
 
     def serve(inputs):
-        frames = _at_least_one_frame(inputs)
-        ids = tf.cond(tf.shape(inputs)[0] < MIN_FRAMES, lambda: tf.constant(NO_CHARACTERS),
-                      lambda: _recognise(models, frames, max_len))
+        ids = _recognise(models, at_least_one_frame(inputs), max_len)
         return {OUTPUT: tf.one_hot(_characters(ids), vocab.NUM_CHARS)}
 
     return serve
@@ -213,11 +230,18 @@ def convert(models: Sequence[Recognizer], max_len: int, fp16: bool = True) -> by
     `fp16` stores weights as float16 (dequantised at load; half the size), the usual
     competition setting.
     """
+    return convert_function(serving_function(models, max_len), models, fp16)
+
+
+def convert_function(serve, models: Sequence[Recognizer], fp16: bool = True) -> bytes:
+    """The TFLite flatbuffer of `serve(inputs [T, 390]) -> {name: tensor}` as the
+    `serving_default` signature, with the weights of `models` (`convert` passes the serving
+    function; the benchmark converts parts of it)."""
     archive = keras.export.ExportArchive()
     for model in models:
         archive.track(model)
     spec = tf.TensorSpec([None, len(landmarks.SELECTED_COLUMNS)], tf.float32, name=INPUT)
-    archive.add_endpoint(SIGNATURE, serving_function(models, max_len), input_signature=[spec])
+    archive.add_endpoint(SIGNATURE, serve, input_signature=[spec])
     with tempfile.TemporaryDirectory() as saved:
         archive.write_out(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
@@ -269,28 +293,39 @@ def keras_texts(models: Sequence[Recognizer], max_len: int, sequences: Sequence[
 
     Same preprocessing and greedy decoding (batched: a sample's ids do not depend on its
     batch), then the rules in Python: `metrics.postprocess` (short, unsure or empty ->
-    DUMMY_PHRASE). An independent implementation of the serving
-    graph's steps 2, 3 and 5, which the parity check compares against.
+    DUMMY_PHRASE). An independent implementation of the serving graph's rules, which the
+    parity check compares against. The encoders see what the serving graph gives them
+    (`encoder_frames`): clips padded to `max_len` when every member is padding-invariant
+    (the same outputs, and clips of any length batch together), else each clip's own frames,
+    batched with clips of the same length.
     """
     width = len(landmarks.SELECTED_COLUMNS)
     prepare = tf.function(lambda frames: preprocess.preprocess(frames, max_len),
                           input_signature=[tf.TensorSpec([None, width], tf.float32)])
 
-    @tf.function(input_signature=[tf.TensorSpec([None, max_len, landmarks.NUM_LANDMARKS, 3]),
-                                  tf.TensorSpec([None, max_len])])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, landmarks.NUM_LANDMARKS, 3]),
+                                  tf.TensorSpec([None, None])])
     def decode(x, mask):
-        members, confidence = _encode(models, x, mask)
+        members, confidence = encode(models, x, mask)
         return greedy_decode(members)[0], None if confidence is None else tf.sigmoid(confidence)
 
-    texts = []
-    for start in range(0, len(sequences), batch_size):
-        batch = [np.asarray(f, np.float32) for f in sequences[start:start + batch_size]]
-        xs, masks = zip(*(prepare(f) for f in batch), strict=True)
-        ids, confidence = decode(tf.stack(xs), tf.stack(masks))
-        for i, frames in enumerate(batch):
-            conf = None if confidence is None else float(confidence[i])
-            texts.append(postprocess(vocab.decode(ids[i, 1:].numpy()), len(frames), conf))
-    return texts
+    invariant = all(m.padding_invariant for m in models)
+    sequences = [np.asarray(f, np.float32) for f in sequences]
+    groups: dict[int, list[int]] = {}
+    for i, frames in enumerate(sequences):
+        groups.setdefault(max_len if invariant else encoder_frames(len(frames), max_len),
+                          []).append(i)
+    texts: dict[int, str] = {}
+    for length, members in groups.items():
+        for start in range(0, len(members), batch_size):
+            batch = members[start:start + batch_size]
+            xs, masks = zip(*(prepare(sequences[i]) for i in batch), strict=True)
+            ids, confidence = decode(tf.stack(xs)[:, :length], tf.stack(masks)[:, :length])
+            for row, i in enumerate(batch):
+                conf = None if confidence is None else float(confidence[row])
+                texts[i] = postprocess(vocab.decode(ids[row, 1:].numpy()), len(sequences[i]),
+                                       conf)
+    return [texts[i] for i in range(len(sequences))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,6 +346,14 @@ def operator_names(model: bytes) -> set[str]:
         name = builtin[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
         names.add(f"CUSTOM:{code.CustomCode().decode()}" if name == "CUSTOM" else name)
     return names
+
+
+def subgraph_operators(model: bytes) -> dict[str, int]:
+    """Operator count of every subgraph of the flatbuffer, by subgraph name (`main`, the
+    branches of each `IF`, the `while_cond`/`while_body` of each `WHILE`)."""
+    root = schema.Model.GetRootAs(model, 0)
+    return {root.Subgraphs(i).Name().decode(): root.Subgraphs(i).OperatorsLength()
+            for i in range(root.SubgraphsLength())}
 
 
 def _signature_problems(model: bytes) -> list[str]:

@@ -301,9 +301,10 @@ def _members(decoder, encoder_output, encoder_mask):
     return [(decoder, encoder_output, encoder_mask)]
 
 
-def _greedy(members, max_steps: int, cached: bool):
+def _greedy(members, max_steps: int, cached: bool, finished=None):
     """Shared greedy loop; see `greedy_decode`. `cached=False` re-runs the whole prefix."""
     batch = ops.shape(members[0][1])[0]
+    done = ops.zeros((batch,), "bool") if finished is None else ops.cast(finished, "bool")
     ids = ops.concatenate([ops.full((batch, 1), SOS, "int32"),
                            ops.full((batch, max_steps), PAD, "int32")], axis=1)
     logits = ops.zeros((batch, max_steps, VOCAB_SIZE), "float32")
@@ -331,12 +332,13 @@ def _greedy(members, max_steps: int, cached: bool):
         logits = ops.slice_update(logits, [0, i, 0], step[:, None])
         return i + 1, ids, logits, ops.logical_or(done, ops.equal(nxt, EOS)), caches
 
-    state = (ops.convert_to_tensor(0, "int32"), ids, logits, ops.zeros((batch,), "bool"), caches)
+    state = (ops.convert_to_tensor(0, "int32"), ids, logits, done, caches)
     steps, ids, logits, _, _ = ops.while_loop(cond, body, state, maximum_iterations=max_steps)
     return ids, logits, steps
 
 
-def greedy_decode(decoder, encoder_output=None, encoder_mask=None, max_steps: int = LABEL_LEN):
+def greedy_decode(decoder, encoder_output=None, encoder_mask=None, max_steps: int = LABEL_LEN,
+                  finished=None):
     """Greedy decoding with the KV cache, as the reference's `generate` (and the TFLite loop).
 
     `decoder` is a `ReferenceDecoder` (with `encoder_output [B, T, d]`, `encoder_mask [B, T]`)
@@ -348,8 +350,15 @@ def greedy_decode(decoder, encoder_output=None, encoder_mask=None, max_steps: in
     after the last step hold PAD), float32 `step_logits [B, max_steps, VOCAB_SIZE]` (the
     logits that chose `ids[:, 1:]`; zero after the last step) and the int32 scalar `steps`, so
     `ids[:, :steps + 1]` is the reference's `generated_ids_raw`.
+
+    `finished` (bool `[B]`, optional) marks samples that need no decoding, as if they had
+    emitted EOS already: when all are finished the loop runs no step (`steps` 0, `ids` SOS then
+    PAD). The TFLite graph uses it to skip decoding without a conditional around the encoder
+    and decoder: ops inside an `IF` branch run several times slower there (docs/tflite.md,
+    pitfall 4).
     """
-    return _greedy(_members(decoder, encoder_output, encoder_mask), max_steps, cached=True)
+    return _greedy(_members(decoder, encoder_output, encoder_mask), max_steps, cached=True,
+                   finished=finished)
 
 
 def uncached_greedy_decode(decoder, encoder_output=None, encoder_mask=None,

@@ -64,6 +64,8 @@ def rig(models) -> None:
         head[:, keep] = 3.0 * model.decoder.lm_head.kernel.numpy()[:, keep]
         head[:, vocab.EOS] *= 2.0
         model.decoder.lm_head.kernel.assign(head)
+    if any(model.confidence_head is None for model in models):
+        return  # step 3 only for models with a confidence head
     logits = np.sort(_confidence_logits(models, tflite.sample_sequences(CALIBRATION_CLIPS)))
     lo, hi = int(0.2 * len(logits)), int(0.5 * len(logits))
     k = lo + int(np.argmax(np.diff(logits[lo:hi + 1])))

@@ -95,6 +95,23 @@ def test_greedy_matches_reference_and_uncached(path):
     np.testing.assert_allclose(u_logits, logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("path", MODEL_FIXTURES, ids=os.path.basename)
+def test_finished_samples_start_done_and_a_finished_batch_runs_no_step(path):
+    ref = np.load(path)
+    decoder, enc, mask = build(path), ref["out/encoder_output"], ref["in/input_mask"]
+    ids, _, steps = map(np_, greedy_decode(decoder, enc, mask))
+    batch = ids.shape[0]
+    skipped, logits, none = map(np_, greedy_decode(decoder, enc, mask,
+                                                   finished=np.ones(batch, bool)))
+    assert none == 0 and (skipped[:, 0] == SOS).all() and (skipped[:, 1:] == PAD).all()
+    assert (logits == 0).all()
+    # one sample marked finished: the others decode as before, for as many steps
+    some = np.arange(batch) == 0
+    partly, _, partly_steps = map(np_, greedy_decode(decoder, enc, mask, finished=some))
+    assert partly_steps <= steps
+    np.testing.assert_array_equal(partly[1:, :partly_steps + 1], ids[1:, :partly_steps + 1])
+
+
 def test_ensemble_averages_member_logits(fixture_b):
     ref, fwd, bwd = fixture_b
     enc, mask = ref["out/encoder_output"], ref["in/input_mask"]

@@ -1,0 +1,57 @@
+"""The latency benchmark's own pieces: worst-case weights that decode every step, the stage
+graphs, operator counts, and the column order of another model."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+
+from asl_keras import bench, config, landmarks, vocab
+from asl_keras.export import tflite
+from asl_keras.models.recognizer import build_recognizer
+from tests.export import TINY
+
+
+def test_worst_case_weights_decode_all_steps_on_every_clip():
+    keras.utils.set_random_seed(0)
+    with tflite.float32_policy():
+        model = build_recognizer(config.from_dict(config.Config, {"data": TINY["data"],
+                                                                  "model": TINY["model"]}))
+    clips = tflite.sample_sequences(6, seed=1)
+    before = tflite.runner(tflite.convert([model], TINY["data"]["max_len"], fp16=False))
+    rows_before = [before(inputs=c)["outputs"].shape[0] for c in clips]
+    bench.worst_case(model)
+    model_bytes = tflite.convert([model], TINY["data"]["max_len"], fp16=False)
+    after = tflite.runner(model_bytes)
+    assert [after(inputs=c)["outputs"].shape[0] for c in clips] == [vocab.LABEL_LEN] * 6
+    assert rows_before != [vocab.LABEL_LEN] * 6  # the untrained model stopped early
+    ops = tflite.subgraph_operators(model_bytes)
+    assert ops["main"] > 0 and sum(v for k, v in ops.items() if "while_body" in k) > 20
+
+
+def test_stage_graphs_cut_the_serving_graph_after_each_stage():
+    keras.utils.set_random_seed(0)
+    with tflite.float32_policy():
+        model = build_recognizer(config.from_dict(config.Config, {"data": TINY["data"],
+                                                                  "model": TINY["model"]}))
+    stages = bench.stage_functions([model], TINY["data"]["max_len"])
+    assert list(stages) == ["preprocessing", "encoders", "whole"]
+    clip = tflite.sample_sequences(1, seed=2)[0][:40]
+    encoded = tflite.runner(tflite.convert_function(stages["encoders"], [model], fp16=False))
+    out = encoded(inputs=clip)["outputs"]
+    assert out.shape == (1, 40)  # one value per encoded frame: the real frames
+    pre = tflite.runner(tflite.convert_function(stages["preprocessing"], [model], fp16=False))
+    assert pre(inputs=clip[:3])["outputs"].shape == (1, 15)  # at least MIN_FRAMES
+
+
+def test_against_columns_come_from_the_inference_args_beside_the_model(tmp_path):
+    other = tmp_path / "ref.tflite"
+    other.write_bytes(b"")
+    assert bench.against_columns(str(other)) == list(landmarks.SELECTED_COLUMNS)
+    order = sorted(landmarks.SELECTED_COLUMNS, key=lambda c: (c[0], c))  # x, then y, then z
+    (tmp_path / "ref_inference_args.json").write_text(json.dumps({"selected_columns": order}))
+    columns = bench.against_columns(str(other))
+    assert columns == order and columns != list(landmarks.SELECTED_COLUMNS)
+    assert np.all(np.sort(columns) == np.sort(landmarks.SELECTED_COLUMNS))
