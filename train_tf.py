@@ -1,19 +1,11 @@
 """Train a recogniser: `python train_tf.py --config configs/cfg_2.yaml [--fold K] [--seed S]
-[--resume [--force-resume]] [--strategy NAME] [key.path=value ...]`.
-
-When the config's records do not exist yet, they are converted from `data.kaggle_dir`; when
-that folder does not exist either and the config has a `data.synthetic` section (the demo), a
-synthetic Kaggle-format data set is generated there first.
-
-Exit code 0: the run finished; 2: an error (printed); 3: stopped at `train.time_limit_hours`
-with a checkpoint, continue with the printed command (this one plus `--resume`).
+[--resume [--force-resume]] [--strategy NAME] [key.path=value ...]`, the same command as the
+installed `asl-train`. Usage and exit codes: `--help`, or `asl_keras.cli.train`.
 """
 
 from __future__ import annotations
 
-import sys
-
-from asl_keras.training.run import main_train, parse_args
+from asl_keras.cli import train as main
 
 if __name__ == "__main__":
-    sys.exit(main_train(parse_args(sys.argv[1:], __doc__)))
+    raise SystemExit(main())

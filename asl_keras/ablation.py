@@ -1,4 +1,4 @@
-"""Zipformer ablation (issue 7): five encoders trained alike, scored alike.
+"""Zipformer ablation: five encoders trained alike, scored alike.
 
 `python -m asl_keras.bench ablation [--seeds 0 1] [--epochs N]` trains every variant of
 `VARIANTS` on the same synthetic data (`configs/ablation.yaml`), for the same number of steps

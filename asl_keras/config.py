@@ -3,11 +3,17 @@
 YAML in `configs/` only sets values; every key must name a field here (a misspelling is an
 error naming the full key path) and values are type- and range-checked. Command-line overrides
 use the same paths: `data.max_len=256`.
+
+A YAML file may start from another: `base: cfg_2.yaml` (relative to the file's own folder)
+takes that file's resolved values, then this file's keys on top, merging mappings key by key
+(lists and scalars replace). A base may have a base of its own (`read_yaml`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import posixpath
 import types
 import typing
 from typing import Any
@@ -36,7 +42,8 @@ def _prob(path: str, p: float) -> None:
 
 @dataclasses.dataclass
 class Resample:
-    """Whole-sequence nearest resampling by a random rate (spec 2, item 1)."""
+    """Whole-sequence nearest resampling by a random rate (the reference's Resample;
+    docs/reference.md, 'Augmentations')."""
 
     p: float = 0.0
     rate: tuple[float, float] = (0.3, 2.0)
@@ -48,7 +55,8 @@ class Resample:
 
 @dataclasses.dataclass
 class DynamicResample:
-    """Per-chunk nearest resampling (spec 2, item 2); windows is an inclusive range."""
+    """Per-chunk nearest resampling (docs/reference.md, 'Augmentations'); windows is an
+    inclusive range."""
 
     p: float = 0.0
     windows: tuple[int, int] = (20, 29)
@@ -62,7 +70,8 @@ class DynamicResample:
 
 @dataclasses.dataclass
 class TimeShift:
-    """Prepend zero frames or drop leading frames (spec 2, item 3); inclusive shift range."""
+    """Prepend zero frames or drop leading frames (docs/reference.md, 'Augmentations');
+    inclusive shift range."""
 
     p: float = 0.0
     shift: tuple[int, int] = (-10, 9)
@@ -74,7 +83,8 @@ class TimeShift:
 
 @dataclasses.dataclass
 class Affine:
-    """Scale, shear, rotation and shift of x, y (spec 2, item 4)."""
+    """Scale, shear, rotation and shift of x, y (the reference's SpatialAffine;
+    docs/reference.md, 'Augmentations')."""
 
     p: float = 0.0
     scale: tuple[float, float] = (0.7, 1.3)
@@ -90,7 +100,7 @@ class Affine:
 
 @dataclasses.dataclass
 class FingersDrop:
-    """Zero random fingers inside random time windows (spec 2, item 5)."""
+    """Zero random fingers inside random time windows (docs/reference.md, 'Augmentations')."""
 
     p: float = 0.0
     windows: int = 2
@@ -106,7 +116,8 @@ class FingersDrop:
 
 @dataclasses.dataclass
 class PartDrop:
-    """At most one of: drop pose (4 variants), face, or both hands (spec 2, item 6)."""
+    """At most one of: drop pose (4 variants), face, or both hands (the reference's
+    PoseDrop2 / FaceDrop / HandDrop2)."""
 
     pose: float = 0.0
     face: float = 0.0
@@ -120,7 +131,8 @@ class PartDrop:
 
 @dataclasses.dataclass
 class TemporalMask:
-    """Zero 1x[0.2,0.4], 2x[0.1,0.2] or 4x[0.05,0.1] of the frames (spec 2, item 7)."""
+    """Zero 1x[0.2,0.4], 2x[0.1,0.2] or 4x[0.05,0.1] of the frames (the reference's
+    TemporalMask)."""
 
     p: float = 0.0
     variants: tuple[str, ...] = ("1:0.2-0.4", "2:0.1-0.2", "4:0.05-0.1")
@@ -146,7 +158,8 @@ class TemporalMask:
 
 @dataclasses.dataclass
 class Augment:
-    """The training augmentation recipe, applied in this field order after flip and CutMix."""
+    """The training augmentation recipe, applied in this field order after flip and CutMix.
+    Every augmentation defaults to off (probability 0); the configs switch them on."""
 
     flip: float = 0.0
     cutmix: float = 0.0
@@ -252,13 +265,24 @@ def from_dict(cls, values: dict[str, Any] | None, path: str = ""):
     return obj
 
 
-def load_yaml(cls, path: str, overrides: list[str] = ()):
-    """Load `cls` from a YAML file, then apply `key.path=value` overrides (values are YAML).
+BASE_KEY = "base"
 
-    `path` may be remote (`gs://...`, `ram://...`: a run's own `config.yaml` next to its
-    checkpoints); those are read through `tf.io.gfile`, local files without TensorFlow.
-    """
-    if "://" in path:
+
+def _remote(path: str) -> bool:
+    return "://" in path
+
+
+def _exists(path: str) -> bool:
+    if _remote(path):
+        from asl_keras.runtime import tf
+
+        return tf.io.gfile.exists(path)
+    return os.path.exists(path)
+
+
+def _read_mapping(path: str) -> dict[str, Any]:
+    """One YAML file's own mapping (an empty file is an empty mapping)."""
+    if _remote(path):
         from asl_keras.runtime import tf
 
         stream = tf.io.gfile.GFile(path, "r")
@@ -266,6 +290,84 @@ def load_yaml(cls, path: str, overrides: list[str] = ()):
         stream = open(path, encoding="utf-8")
     with stream as f:
         values = yaml.safe_load(f) or {}
+    _check(isinstance(values, dict), path, f"expected a mapping, got {values!r}")
+    return values
+
+
+def _normpath(path: str) -> str:
+    """`path` with `.`, `..` and doubled separators folded; a URL keeps its `scheme://` (which
+    normalising the whole string would fold to `scheme:/`)."""
+    if _remote(path):
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(rest)}"
+    return os.path.normpath(path)
+
+
+def _base_path(path: str, base: str) -> str:
+    """The file that `base:` in the file at `path` names: relative to that file's folder unless
+    it is a URL (or, in a local file, an absolute path)."""
+    if _remote(base):
+        return base
+    if _remote(path):
+        scheme, rest = path.split("://", 1)
+        return _normpath(f"{scheme}://{posixpath.join(posixpath.dirname(rest), base)}")
+    return _normpath(os.path.join(os.path.dirname(path), base))
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over`'s keys on top; mappings in both merge, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _identity(path: str) -> str:
+    """What the cycle check compares: real local paths (so `./a.yaml`, `a.yaml` and symlinks
+    are one file), normalised URLs."""
+    return _normpath(path) if _remote(path) else os.path.realpath(path)
+
+
+def _resolve(path: str, chain: tuple[str, ...]) -> dict[str, Any]:
+    """`read_yaml` for a file reached through `chain`, the files that named it as their base
+    (so a cycle is an error naming them all)."""
+    seen = [_identity(p) for p in chain]
+    if _identity(path) in seen:
+        cycle = " -> ".join([*chain[seen.index(_identity(path)):], path])
+        raise ConfigError(f"{path}: base files form a cycle: {cycle}")
+    values = _read_mapping(path)
+    if BASE_KEY not in values:
+        return values
+    base = values.pop(BASE_KEY)
+    _check(isinstance(base, str) and bool(base), f"{path}: {BASE_KEY}",
+           f"expected a YAML file name, got {base!r}")
+    base_path = _base_path(path, base)
+    if not _exists(base_path):
+        raise ConfigError(f"{path}: base file {base_path} not found ({BASE_KEY}: {base})")
+    return _merge(_resolve(base_path, (*chain, path)), values)
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """The mapping a YAML config file stands for: its `base:` chain resolved and merged, the
+    file's own keys last, without the `base` key.
+
+    Paths may be remote (`gs://...`, `ram://...`) and are then read through `tf.io.gfile`
+    (their bases too); local files are read without TensorFlow.
+    """
+    return _resolve(path, ())
+
+
+def load_yaml(cls, path: str, overrides: list[str] = ()):
+    """Load `cls` from a YAML file (its `base:` chain resolved, `read_yaml`), then apply
+    `key.path=value` overrides (values are YAML).
+
+    `path` may be remote (`gs://...`, `ram://...`: a run's own `config.yaml` next to its
+    checkpoints); those are read through `tf.io.gfile`, local files without TensorFlow.
+    """
+    values = read_yaml(path)
     for item in overrides:
         key, sep, raw = item.partition("=")
         _check(bool(sep), item, "override must look like key.path=value")
@@ -279,13 +381,15 @@ def load_yaml(cls, path: str, overrides: list[str] = ()):
 
 @dataclasses.dataclass
 class Model:
-    """Architecture. Defaults are the 1st-place cfg_2 model (Squeezeformer, dim 208)."""
+    """Architecture. Defaults are the 1st place's round-2 model (`cfg_2_squeezeformer.yaml`): a
+    14-block Squeezeformer of dim 208 with rotary attention, the part feature extractors, a
+    backward decoder and a confidence head. `cfg_2.yaml` swaps in a 7-block Zipformer."""
 
     encoder: str = "squeezeformer"  # or "zipformer"
     dim: int = 208
     blocks: int = 14
     heads: int = 4
-    attention: str = "rotary"  # Squeezeformer only: "rotary" (cfg_2) or "relative" (cfg_1)
+    attention: str = "rotary"  # Squeezeformer only: "rotary" or "relative" (cfg_1)
     part_extractors: bool = True  # cfg_2's four part feature extractors
     hand_features: bool = False  # not in the reference: add DominantHandFeatures to the input
     ff_expansion: int = 1  # Squeezeformer FFN width = dim * ff_expansion
@@ -347,7 +451,9 @@ class Model:
 
 @dataclasses.dataclass
 class Train:
-    """Optimisation and the run loop. Defaults are the reference's cfg_2 recipe.
+    """Optimisation and the run loop. Defaults are the 1st place's recipe, which `cfg_1.yaml`
+    and `cfg_2_squeezeformer.yaml` train with: AdamW and warmup + cosine, 400 epochs, 8
+    micro-batches per update. `cfg_2.yaml` switches to ScaledAdam + Eden.
 
     One step unit for every schedule: the optimizer update, one per `grad_accumulation`
     micro-batches (what icefall's batch counts count). The learning rate (warmup and cosine,
@@ -370,9 +476,10 @@ class Train:
     grad_accumulation: int = 8  # effective batch = batch_size x replicas x this
     eval_every: int = 10  # epochs; the last epoch is always evaluated
     eval_batch_size: int = 64
-    # "adamw" + "cosine" is the reference; "scaled_adam" + "eden" is Zipformer's (spec 2.7),
-    # where learning_rate is Eden's base (icefall 0.045) and weight_decay/clip_norm are unused
-    # (ScaledAdam's scale learning and median clipping take their place).
+    # "adamw" + "cosine" is the reference; "scaled_adam" + "eden" is Zipformer's
+    # (docs/zipformer.md, 'ScaledAdam and Eden'), where learning_rate is Eden's base (icefall
+    # 0.045) and weight_decay/clip_norm are unused (ScaledAdam's scale learning and median
+    # clipping take their place).
     optimizer: str = "adamw"
     schedule: str = "cosine"
     eden_steps: float = 7500.0  # Eden's lr_batches, in optimizer updates

@@ -17,7 +17,8 @@ TFLite: one `serving_default` call per sequence on the LiteRT interpreter (the m
 `inference_args.json` are read through `tf.io.gfile`, so `gs://` and `ram://` paths work),
 argmax rows mapped through the character map; latency p50/p95 per call and the time projected
 for a hidden test set of HIDDEN_TEST_SEQUENCES sequences. Keras: the same frames through
-`export.tflite.keras_texts` (same preprocessing, greedy decoding and dummy-phrase rule).
+`export.tflite.keras_texts` (same preprocessing, greedy decoding and dummy-phrase rule, the
+latter from `asl_keras.inference`).
 Scores: normalized total Levenshtein (the official metric) and the Damerau variant of the
 reference's CV.
 """
@@ -40,7 +41,7 @@ from asl_keras.export import tflite as export
 from asl_keras.landmarks import SELECTED_COLUMNS
 from asl_keras.training.metrics import normalized_total
 
-# The hidden test set's size was never published (competition_and_field.md 1). Assumed: the
+# The hidden test set's size was never published (docs/competition.md, 'Limits'). Assumed: the
 # competition train set's 67,208 sequences, an upper-end guess that keeps the projection
 # conservative against the 5-hour limit.
 HIDDEN_TEST_SEQUENCES = 67_208

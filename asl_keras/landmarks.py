@@ -1,7 +1,7 @@
 """Which landmarks the model sees, in which order, and how the parquet columns map onto them.
 
 The only module that lists landmark indices. Facts from the 1st-place solution (see
-`reference_1st_place.md` section 1.2): 130 landmarks = 40 lips, left hand 21, right hand 21,
+docs/reference.md, 'Landmarks and columns'): 130 landmarks = 40 lips, left hand 21, right hand 21,
 4 nose, 16 right-eye, 16 left-eye face points, 12 pose points.
 
 Two orders matter:

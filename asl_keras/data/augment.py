@@ -13,7 +13,7 @@ static for XLA/TPU. When an augmentation would make the sequence longer than the
 result is nearest-squeezed into the buffer; the final resample to `max_len` squeezes anyway, and
 the default buffer (1024) only binds for sequences longer than 512 frames resampled x2.
 
-Spec: reference_1st_place.md section 2. Decisions on the reference's quirks:
+The reference's recipe in full: docs/reference.md, 'Augmentations'. Decisions on its quirks:
 - FingersDrop probability checked twice in the reference: we keep the *effective* rate
   (configs set p = 0.75^2 = 0.5625) and its 12 finger draws with replacement (the `(2, 6)`
   shape quirk): this is what the winning model was trained with.

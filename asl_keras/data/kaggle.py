@@ -1,8 +1,9 @@
 """Read the Kaggle competition layout: metadata CSVs and landmark parquet files.
 
-Layout (competition_and_field.md section 1): `train.csv` and `supplemental_metadata.csv` with
-columns `path, file_id, sequence_id, participant_id, phrase`; one parquet file per `file_id`
-holding many sequences (index `sequence_id`, column `frame`, 1,629 float landmark columns).
+Layout (docs/competition.md, 'Kaggle folder layout'): `train.csv` and
+`supplemental_metadata.csv` with columns `path, file_id, sequence_id, participant_id, phrase`;
+one parquet file per `file_id` holding many sequences (index `sequence_id`, column `frame`,
+1,629 float landmark columns).
 Only the 390 `SELECTED_COLUMNS` are read, one parquet file at a time (real files are ~1 GB).
 Every file is opened through `tf.io.gfile`, so the folder may be local, `gs://` or `ram://`.
 """

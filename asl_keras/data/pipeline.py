@@ -3,12 +3,13 @@
 Batches are dicts: `landmarks [B, max_len, 130, 3]`, `mask [B, max_len]`, `labels [B, 33]`,
 `score [B]`, `n_frames [B]` (raw length, for the short-clip rule) and `sequence_id [B]`.
 
-Sampling follows the reference's round 2 (spec 1.4): every epoch holds one item per
-competition-train row of the training folds plus one item per unique supplemental phrase (a
-random sequence with that phrase, drawn again every epoch). Validation is the competition-train
-rows of the held-out fold; `fold = -1` trains on everything (and validates on fold 0, as the
-reference does, which is then not a held-out score). Supplemental rows of held-out signers are
-left out of training so the validation signers stay unseen.
+Sampling follows the reference's round 2 (docs/reference.md, 'Sampling, folds and rounds'):
+every epoch holds one item per competition-train row of the training folds plus one item per
+unique supplemental phrase (a random sequence with that phrase, drawn again every epoch).
+Validation is the competition-train rows of the held-out fold; `fold = -1` trains on everything
+(and validates on fold 0, as the reference does, which is then not a held-out score).
+Supplemental rows of held-out signers are left out of training so the validation signers stay
+unseen.
 
 Round-2 scores are joined here by `sequence_id` from a CSV (`sequence_id,score`), so a new score
 table needs no new records. Randomness is stateless, seeded from (config seed, epoch,
@@ -157,7 +158,8 @@ def train_dataset(data: config.Data, seed: int, epochs: int, start_epoch: int = 
         ds = ds.filter(lambda ex: selection.keep(ex["sequence_id"], seed, epoch))
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.shuffle(data.shuffle_buffer, seed=seed * 1000 + epoch + 1)
-        # Pair consecutive records of the same signer: CutMix partners (spec: same participant).
+        # Pair consecutive records of the same signer: the reference's CutMix partners share a
+        # participant, and neighbours in the shuffled stream keep the pipeline streaming.
         ds = ds.group_by_window(key_func=lambda e: e["meta"]["participant_id"],
                                 reduce_func=lambda _, w: w.batch(2), window_size=2)
 

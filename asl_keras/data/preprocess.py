@@ -1,6 +1,7 @@
 """Per-sequence preprocessing shared by training, evaluation and the exported TFLite graph.
 
-Reference: 1st-place `data/ds_2.py` `Preprocessing` + `interpolate_or_pad` (spec section 1.4):
+Reference: 1st-place `data/ds_2.py` `Preprocessing` + `interpolate_or_pad`; its quirks:
+docs/reference.md, 'Preprocessing'. Steps:
 1. global normalisation per coordinate (x, y, z) with the mean and *population* std over every
    present landmark-frame of the sequence;
 2. missing -> 0 (after normalisation, so "missing" equals the sequence mean);

@@ -86,8 +86,8 @@ _DIP_COUPLING = 0.6  # the last joint bends with the middle one, as in real fing
 N_PARAMS = 18
 _PARAM_LOW = np.r_[np.full(5, -0.2), np.zeros(5), np.full(5, -0.3), -0.9, -0.6, -0.9]
 _PARAM_HIGH = np.r_[np.full(5, 1.5), np.full(5, 1.5), np.full(5, 0.3), 0.9, 0.6, 0.9]
-_NEUTRAL = np.r_[np.full(5, 0.3), np.full(5, 0.4), np.zeros(8)]  # relaxed hand between phrases
-_REST = _NEUTRAL + np.r_[np.zeros(15), -np.pi / 2, 0.8, 0.0]  # idle hand lying across the belly
+NEUTRAL = np.r_[np.full(5, 0.3), np.full(5, 0.4), np.zeros(8)]  # relaxed hand between phrases
+_REST = NEUTRAL + np.r_[np.zeros(15), -np.pi / 2, 0.8, 0.0]  # idle hand lying across the belly
 _CANDIDATES = 4000  # random shapes the alphabet is picked from
 
 # How one rendition differs from the ideal shape (radians).
@@ -148,7 +148,7 @@ def character_params() -> np.ndarray:
     rng = np.random.default_rng(_SHAPE_SEED)
     candidates = rng.uniform(_PARAM_LOW, _PARAM_HIGH, size=(_CANDIDATES, N_PARAMS))
     shapes = hand_pose(candidates)
-    nearest = _shape_distance(shapes, hand_pose(_NEUTRAL))
+    nearest = _shape_distance(shapes, hand_pose(NEUTRAL))
     chosen = []
     for _ in range(vocab.NUM_CHARS):
         best = int(np.argmax(nearest))
@@ -294,7 +294,7 @@ def _timeline(phrase: str, person: Participant,
     ids = vocab.encode(phrase)
     key_ids = np.r_[-1, ids, -1]
     ideal = np.where(key_ids[:, None] >= 0,
-                     character_params()[key_ids] + person.style[key_ids], _NEUTRAL)
+                     character_params()[key_ids] + person.style[key_ids], NEUTRAL)
     key_params = ideal + rng.normal(0, _INSTANCE_JITTER, ideal.shape)
     key_offsets = _repeat_slides(key_ids)
     n_keys = len(key_ids)

@@ -2,7 +2,8 @@
 
 `inference_args.json` = `{"selected_columns": [...]}` lists `landmarks.SELECTED_COLUMNS` in
 native parquet order: the harness may hand columns over in the file's order whatever order is
-requested (competition_and_field.md 1), and in native order both readings agree.
+requested (docs/competition.md, 'The submission contract'), and in native order both
+readings agree.
 `submission.zip` holds exactly `model.tflite` and `inference_args.json`, at its top level.
 
 Every file goes through `tf.io.gfile`, so the output folder may be local, `gs://...` or

@@ -23,7 +23,7 @@ The serving graph (one signature `serving_default`, input `inputs` float32 `[fra
    same whether or not a scorer maps unknown ids to "".
 
 `keras_texts` computes the same strings without TFLite (batched preprocessing + greedy decoding
-in TF, then `metrics.postprocess` in Python): the parity check and `asl_keras.evaluate` compare
+in TF, then `inference.postprocess` in Python): the parity check and `asl_keras.evaluate` compare
 the two implementations.
 
 The parity check (`check_parity`) runs on the user's own clips when TFRecords are available
@@ -55,10 +55,11 @@ from asl_keras import config, landmarks, reference, vocab
 from asl_keras.data import pipeline, preprocess, records, synthetic
 from asl_keras.data.convert import INDEX
 from asl_keras.export import submission
+from asl_keras.inference import MIN_CONFIDENCE, MIN_FRAMES, postprocess
 from asl_keras.layers.decoder import greedy_decode
 from asl_keras.models.recognizer import Recognizer, build_recognizer
 from asl_keras.runtime import tf
-from asl_keras.training.metrics import MIN_CONFIDENCE, MIN_FRAMES, normalized_total, postprocess
+from asl_keras.training.metrics import normalized_total
 
 SIGNATURE, INPUT, OUTPUT = "serving_default", "inputs", "outputs"
 # The competition's 40 MB, read as 10^6 bytes: the stricter reading of "MB" (40 MiB would
@@ -292,7 +293,7 @@ def keras_texts(models: Sequence[Recognizer], max_len: int, sequences: Sequence[
     """Predictions of the ensemble for `[T >= 1, F]` sequences, computed without TFLite.
 
     Same preprocessing and greedy decoding (batched: a sample's ids do not depend on its
-    batch), then the rules in Python: `metrics.postprocess` (short, unsure or empty ->
+    batch), then the rules in Python: `inference.postprocess` (short, unsure or empty ->
     DUMMY_PHRASE). An independent implementation of the serving graph's rules, which the
     parity check compares against. The encoders see what the serving graph gives them
     (`encoder_frames`): clips padded to `max_len` when every member is padding-invariant

@@ -1,1 +1,5 @@
-"""Keras layers: feature extractors, attention, Squeezeformer and Zipformer blocks, decoder."""
+"""Keras layers: feature extractors, attention, feed-forward, conv module, frame masking,
+Squeezeformer and Zipformer blocks, schedules and constraints, downsampling, decoder, CTC.
+
+Every layer is registered with Keras as `asl_keras>ClassName`, whichever module holds it.
+"""

@@ -1,13 +1,13 @@
 """Zipformer's constraints: identity forward, an extra gradient term backward.
 
-Spec `zipformer_and_seed.md` section 2.8 (icefall `scaling.py`, paper App. A.3). `Balancer` and
-`Whitener` return their input unchanged; in training, with a scheduled probability per call,
-they add to the incoming gradient the gradient of a penalty on the activation statistics,
-scaled relative to that incoming gradient. `limit` does the same for a parameter kept in a
-range (icefall's `limit_param_value`). Out of training they build no op at all, so an exported
-model has no trace of them. Penalty gradients are written out analytically (no nested tape),
-in float32 whatever the compute dtype, so they run on every backend, under XLA and in mixed
-precision.
+icefall `scaling.py` and the Zipformer paper's appendix A.3; what is kept of them:
+docs/zipformer.md, 'Deviations from icefall's Zipformer2'. `Balancer` and `Whitener` return
+their input unchanged; in training, with a scheduled probability per call, they add to the
+incoming gradient the gradient of a penalty on the activation statistics, scaled relative to
+that incoming gradient. `limit` does the same for a parameter kept in a range (icefall's
+`limit_param_value`). Out of training they build no op at all, so an exported model has no trace
+of them. Penalty gradients are written out analytically (no nested tape), in float32 whatever
+the compute dtype, so they run on every backend, under XLA and in mixed precision.
 """
 
 from __future__ import annotations

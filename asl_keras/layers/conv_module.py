@@ -1,4 +1,4 @@
-"""Squeezeformer convolution module (reference: `mdl_*_pt.py` ConvModule, spec section 3.2).
+"""Squeezeformer convolution module (the 1st place's `ConvModule`, docs/reference.md).
 
 zero pads -> pointwise d -> 2d (+bias) -> GLU (first half value, second half gate) ->
 depthwise conv k (zero 'same' padding, no bias) -> BatchNorm on real frames only -> Swish ->
@@ -14,10 +14,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-
-def zero_pads(x, frame_mask):
-    """Set padded frames of `[B, T, D]` to 0."""
-    return ops.where(ops.cast(frame_mask, "bool")[..., None], x, ops.zeros_like(x))
+from asl_keras.layers.masking import zero_pads
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")

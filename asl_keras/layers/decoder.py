@@ -1,6 +1,7 @@
 """The 1st-place character decoder: HF `Speech2TextDecoder` (pre-LN) + untied `lm_head`.
 
-Reference: spec `reference_1st_place.md` 3.3-3.4 and 6 (transformers 4.32.1 `Speech2TextDecoder`).
+Reference: transformers 4.32.1 `Speech2TextDecoder` as the 1st place configures it; its quirks
+and what is kept of them: docs/reference.md, 'Decoder' and 'Losses'.
 
 - `ReferenceDecoder(tokens [B, L], encoder_output [B, T, d], encoder_mask [B, T])` -> float32
   logits `[B, L, VOCAB_SIZE]` (teacher forcing, causal self-attention, no token padding mask).

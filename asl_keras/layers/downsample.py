@@ -1,4 +1,4 @@
-"""Zipformer's temporal down- and upsampling between stacks (spec section 2.1).
+"""Zipformer's temporal down- and upsampling between stacks (docs/zipformer.md).
 
 `SimpleDownsample(d)`: groups of d consecutive frames -> one frame, a weighted average with
 weights softmax(d learned scalars, init 0 = plain mean). icefall pads the sequence by repeating

@@ -1,7 +1,7 @@
 """Input side of the 1st-place model: part normalisation and the landmark feature extractor.
 
-Reference: `models/mdl_2_pt.py` (spec section 3.1). Shapes: landmarks `[B, T, N, 3]`,
-frame mask `[B, T]` (1 real frame, 0 padding).
+Reference: the 1st place's `models/mdl_2_pt.py` (docs/reference.md, 'Input side').
+Shapes: landmarks `[B, T, N, 3]`, frame mask `[B, T]` (1 real frame, 0 padding).
 """
 
 from __future__ import annotations
@@ -99,11 +99,11 @@ class DominantHandFeatures(keras.layers.Layer):
     """Shape of the signing hand, independent of handedness, position and size -> Dense(dim).
 
     Not in the 1st-place model (which sees each hand in its own slot and relies on flip
-    augmentation; the 4th-place team mirrored left-handed signers instead, spec
-    competition_and_field). Per sequence the hand with more detected frames is the dominant
-    one; a left hand is mirrored (x -> -x) so both handednesses give the same features. Per
-    frame the 21 points are taken relative to the wrist and divided by their RMS distance from
-    it. Frames without that hand, and padded frames, give 0. Output `[B, T, dim]`.
+    augmentation; the 2nd-place team mirrored left-handed signers instead). Per sequence the
+    hand with more detected frames is the dominant one; a left hand is mirrored (x -> -x) so
+    both handednesses give the same features. Per frame the 21 points are taken relative to
+    the wrist and divided by their RMS distance from it. Frames without that hand, and padded
+    frames, give 0. Output `[B, T, dim]`.
     """
 
     def __init__(self, dim: int, **kwargs):

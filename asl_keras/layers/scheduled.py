@@ -1,4 +1,4 @@
-"""Values that follow the training step (Zipformer's ScheduledFloat, spec sections 1.4 and 2.3).
+"""Values that follow the training step (Zipformer's ScheduledFloat; docs/zipformer.md).
 
 A `ScheduledFloat` is piecewise linear in the step through points `((step, value), ...)` and
 constant before the first and after the last point. It holds no state: the current step is an

@@ -1,4 +1,4 @@
-"""The 1st-place Squeezeformer block (spec section 3.2; reference `mdl_*_pt.py`).
+"""The 1st-place Squeezeformer block (docs/reference.md, 'Squeezeformer encoder').
 
 Post-LN, no time reduction; each module's input is first scaled and shifted by learned
 per-channel parameters (init 1 and 0) while the residual uses the unscaled input:
@@ -16,40 +16,9 @@ from keras import ops
 
 from asl_keras.layers.attention import RelativeSelfAttention, RotarySelfAttention
 from asl_keras.layers.conv_module import ConvModule
+from asl_keras.layers.feed_forward import FeedForward
 
 MODULES = ("mhsa", "ff_mhsa", "conv", "ff_conv")
-
-
-@keras.saving.register_keras_serializable(package="asl_keras")
-class FeedForward(keras.layers.Layer):
-    """Linear(d, h) -> Swish -> dropout -> Linear(h, d) -> dropout, h = hidden_dim or d*e.
-
-    `activation` replaces the Swish (the Zipformer block uses SwooshL).
-    """
-
-    def __init__(self, dim: int, expansion: int = 1, dropout: float = 0.1,
-                 hidden_dim: int | None = None, activation="silu", **kwargs):
-        super().__init__(**kwargs)
-        self.dim, self.expansion, self.dropout = dim, expansion, dropout
-        self.hidden_dim = hidden_dim or dim * expansion
-        self.activation = keras.activations.get(activation)
-        self.ffn1 = keras.layers.Dense(self.hidden_dim, name="ffn1", dtype=self.dtype_policy)
-        self.ffn2 = keras.layers.Dense(dim, name="ffn2", dtype=self.dtype_policy)
-        self.drop1 = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
-        self.drop2 = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
-
-    def build(self, input_shape):
-        self.ffn1.build(input_shape)
-        self.ffn2.build((*input_shape[:-1], self.hidden_dim))
-
-    def call(self, x, training=False):
-        h = self.drop1(self.activation(self.ffn1(x)), training=training)
-        return self.drop2(self.ffn2(h), training=training)
-
-    def get_config(self):
-        return {**super().get_config(), "dim": self.dim, "expansion": self.expansion,
-                "dropout": self.dropout, "hidden_dim": self.hidden_dim,
-                "activation": keras.activations.serialize(self.activation)}
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")

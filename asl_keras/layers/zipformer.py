@@ -1,4 +1,4 @@
-"""Zipformer pieces for the 1st-place encoder (spec sections 1.3, 1.4, 2.3-2.6).
+"""Zipformer pieces for the 1st-place encoder (docs/zipformer.md).
 
 The block keeps what the 1st-place model does well on this task (RoPE attention with
 `dim / heads` head width, the Squeezeformer conv module with masked BatchNorm, kernel 51) and
@@ -17,7 +17,7 @@ a gradient-only penalty (`constraints.limit`, icefall's limit_param_value, on 60
 turns back gradients that would push them further out of range; the Bypass schedule moves only
 the penalty's lower bound. So every validation scores the network being trained. With
 `constraints=True` the block output gets icefall's gradient-only regularisers (Balancer ->
-BiasNorm -> Bypass -> Balancer -> Whitener, spec 2.3 step 9).
+BiasNorm -> Bypass -> Balancer -> Whitener, the end of icefall's layer).
 
 Deviations from icefall's Zipformer2: RoPE attention instead of relative positions; the
 1st-place Squeezeformer conv module (masked BatchNorm, kernel 51) and per-module input scale
@@ -34,10 +34,11 @@ from keras import ops
 
 from asl_keras.layers.attention import masked_softmax, split_heads
 from asl_keras.layers.constraints import Balancer, Whitener, limit
-from asl_keras.layers.conv_module import ConvModule, zero_pads
+from asl_keras.layers.conv_module import ConvModule
+from asl_keras.layers.feed_forward import FeedForward
+from asl_keras.layers.masking import zero_pads
 from asl_keras.layers.rotary import RotaryEmbedding
 from asl_keras.layers.scheduled import ScheduledFloat
-from asl_keras.layers.squeezeformer import FeedForward
 
 # icefall's defaults (Zipformer2EncoderLayer, BypassModule), steps in its batches.
 BYPASS_SCALE_MIN = ((0.0, 0.9), (20000.0, 0.2))
@@ -62,14 +63,14 @@ def _softplus(x):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 def swoosh_l(x):
-    """SwooshL(x) = log(1 + e^(x-4)) - 0.08 x - 0.035, in float32 (spec 2.6)."""
+    """SwooshL(x) = log(1 + e^(x-4)) - 0.08 x - 0.035, in float32."""
     x32 = ops.cast(x, "float32")
     return ops.cast(_softplus(x32 - 4.0) - 0.08 * x32 - 0.035, x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 def swoosh_r(x):
-    """SwooshR(x) = log(1 + e^(x-1)) - 0.08 x - 0.313261687, so SwooshR(0) = 0 (spec 2.6).
+    """SwooshR(x) = log(1 + e^(x-1)) - 0.08 x - 0.313261687, so SwooshR(0) = 0.
 
     float32 because in float16 the offset would not cancel log(1 + e^-1) at 0.
     """
@@ -107,7 +108,7 @@ def sequence_keep_mask(x, rate: ScheduledFloat, step, seed_generator):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class BiasNorm(keras.layers.Layer):
-    """y = x / RMS_c(x - b) * exp(gamma) per frame over channels (spec 2.5).
+    """y = x / RMS_c(x - b) * exp(gamma) per frame over channels (icefall's BiasNorm).
 
     b: per-channel bias (init 0) that only enters the RMS; gamma: scalar log-scale (init 1.0),
     used as it is; in training a gradient-only penalty (`constraints.limit`) pushes it back
@@ -152,7 +153,7 @@ class BiasNorm(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class Bypass(keras.layers.Layer):
-    """out = x0 + c * (x - x0) with per-channel c (init 0.5) (spec 2.4).
+    """out = x0 + c * (x - x0) with per-channel c (init 0.5) (icefall's BypassModule).
 
     c is used as it is, in training and at inference alike. In training a gradient-only
     penalty (`constraints.limit`) pushes it back into `[scale_min(step), 1]`, and
@@ -198,7 +199,7 @@ class Bypass(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class AttentionWeights(keras.layers.Layer):
-    """Multi-head attention weights, computed once per block and shared (spec 2.3 step 1).
+    """Multi-head attention weights, computed once per block and shared (icefall's MHAW).
 
     W[b, h] = softmax_k(RoPE(x Wq_h) RoPE(x Wk_h)^T / sqrt(head_dim)) over real keys: bias-free
     q/k projections and rotary positions as in `RotarySelfAttention` (icefall uses relative
@@ -230,7 +231,7 @@ class AttentionWeights(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class ValueAttention(keras.layers.Layer):
-    """Self-attention with given weights (spec 2.4 "SA"): out = Wo concat_h(W[:, h] (x Wv_h)).
+    """Self-attention with given weights (icefall's SA): out = Wo concat_h(W[:, h] (x Wv_h)).
 
     Bias-free value/output projections (as the 1st-place attention). `call(x [B, T, C],
     attn_weights [B, H, T, T])` -> `[B, T, dim]`.
@@ -260,7 +261,7 @@ class ValueAttention(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class NonlinAttention(keras.layers.Layer):
-    """out = Wo (A * (W (tanh(B) * C))) + bo, [B; C; A] = Win x + bin (spec 2.4 "NLA").
+    """out = Wo (A * (W (tanh(B) * C))) + bo, [B; C; A] = Win x + bin (icefall's NLA).
 
     A, B, C are `hidden_dim` wide (3/4 of dim in Zipformer); W `[B, T, T]` is one head of the
     shared attention weights. `call(x [B, T, dim], attn_weights [B, T, T])` -> `[B, T, dim]`.
@@ -292,7 +293,7 @@ def _add(x, h, keep):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class ZipformerBlock(keras.layers.Layer):
-    """Zipformer layer (spec 2.3) with RoPE attention and Squeezeformer conv modules.
+    """icefall's Zipformer2EncoderLayer with RoPE attention and Squeezeformer conv modules.
 
         W  = AttentionWeights(x0)                    # [B, H, T, T], shared
         x  = x0 + FFN1(x0);  x += NLA(x, W[:, 0]);  x += SA1(x, W);  x += Conv1(x)

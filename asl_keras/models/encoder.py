@@ -15,7 +15,6 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from asl_keras.layers.conv_module import zero_pads
 from asl_keras.layers.downsample import SimpleDownsample, upsample
 from asl_keras.layers.feature_extractor import (
     PARTS,
@@ -23,6 +22,7 @@ from asl_keras.layers.feature_extractor import (
     LandmarkFeatureExtractor,
     PartNormalization,
 )
+from asl_keras.layers.masking import zero_pads
 from asl_keras.layers.squeezeformer import SqueezeformerBlock
 from asl_keras.layers.zipformer import Bypass, ZipformerBlock
 
@@ -106,7 +106,7 @@ class SqueezeformerEncoder(_BlockStack):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class ZipformerEncoder(keras.layers.Layer):
-    """Zipformer blocks in stacks, each at its own frame rate and width (spec 2.1).
+    """Zipformer blocks in stacks, each at its own frame rate and width (icefall's Zipformer2).
 
     `stacks`: `[(blocks, downsample, width), ...]`; default one stack of `blocks` blocks at
     full rate and `dim`. A stack with downsample d > 1 runs on `SimpleDownsample(d)` of its
@@ -115,7 +115,8 @@ class ZipformerEncoder(keras.layers.Layer):
     output carries every channel from the most recent stack that has it (icefall's
     convert_num_channels / _get_full_dim_output). FFN widths scale with w / dim.
     `schedules=False` freezes every schedule at the value the public fork ran with (skip rates
-    0, bypass scale_min 0; spec 1.4); `constraints` adds the Balancer/Whitener of each block.
+    0, bypass scale_min 0; docs/zipformer.md, 'The public fork's bugs'); `constraints` adds
+    the Balancer/Whitener of each block.
     Schedule points are icefall's, in its batches (optimizer updates); `schedule_scale`
     multiplies the optimizer update before it reaches them, so a run of N updates can go
     through icefall's whole 20k-batch warm-up with `schedule_scale = 20000 / N`.

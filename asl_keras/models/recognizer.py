@@ -1,6 +1,7 @@
 """The whole recogniser: landmarks -> encoder -> decoders and confidence head; its loss.
 
-Reference: `models/mdl_2_pt.py` (cfg_2) and `mdl_1_pt.py` (cfg_1), spec sections 3.1-3.4.
+Reference: the 1st place's `models/mdl_2_pt.py` (cfg_2) and `mdl_1_pt.py` (cfg_1); their
+quirks: docs/reference.md, 'Input side' to 'Losses'.
 Inputs are the pipeline's batch dict: `landmarks [B, T, 130, 3]`, `mask [B, T]`,
 `labels [B, 33]` and, for the confidence head, `score [B]`.
 """

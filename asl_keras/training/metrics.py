@@ -1,9 +1,10 @@
-"""The competition metric and the reference's variant, plus the dummy-phrase rule.
+"""The competition metric and the reference's variant.
 
 Normalized total Levenshtein (official): `(N - D) / N` with N the total characters of all
 ground-truth phrases and D the summed Levenshtein distances (rapidfuzz). The reference's CV used
 rapidfuzz's unrestricted Damerau-Levenshtein instead (transpositions cost 1), which is equal or
-optimistic; both are reported.
+optimistic; both are reported. The dummy-phrase rule applied before scoring lives in
+`asl_keras.inference`.
 """
 
 from __future__ import annotations
@@ -11,11 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rapidfuzz.distance import DamerauLevenshtein, Levenshtein
-
-from asl_keras import vocab
-
-MIN_FRAMES = 15  # clips shorter than this get the dummy phrase
-MIN_CONFIDENCE = 0.15  # the reference's pp_min_conf
 
 
 def normalized_total(truths: Sequence[str], predictions: Sequence[str],
@@ -28,13 +24,3 @@ def normalized_total(truths: Sequence[str], predictions: Sequence[str],
     d = sum(distance(t, p) for t, p in zip(truths, predictions, strict=True))
     return (n - d) / max(n, 1)
 
-
-def postprocess(prediction: str, n_frames: int, confidence: float | None = None) -> str:
-    """The reference's pp_2 (pp_1 without a confidence): short or unsure clips -> dummy phrase.
-
-    Also an empty prediction -> dummy phrase: the TFLite output must have at least one row, and
-    scoring the Keras model with the same rule keeps the two scores comparable.
-    """
-    if n_frames < MIN_FRAMES or (confidence is not None and confidence < MIN_CONFIDENCE):
-        return vocab.DUMMY_PHRASE
-    return prediction or vocab.DUMMY_PHRASE

@@ -1,4 +1,4 @@
-"""Zipformer's ScaledAdam optimizer and Eden learning-rate schedule (spec section 2.7).
+"""Zipformer's ScaledAdam optimizer and Eden learning-rate schedule (docs/zipformer.md).
 
 ScaledAdam (icefall `optim.py`), per parameter tensor with RMS `r`:
 - Adam's normalised step `g / (sqrt(v_hat) + eps)` (second moment only, beta2 0.98), multiplied
@@ -53,7 +53,7 @@ class ScaledAdam(SummedGradients, keras.optimizers.Optimizer):
         # Each replica updates its own copy (`SummedGradients`), as Keras' moments.
         self._scale_moments = [self.add_variable((), "zeros", name=f"scale_moment_{i}")
                                for i in range(len(var_list))]
-        self._norm_history = self.add_variable((_HISTORY,), "zeros", name="norm_history")
+        self.norm_history = self.add_variable((_HISTORY,), "zeros", name="norm_history")
         self._norm_count = self.add_variable((), "zeros", dtype="int32", name="norm_count")
 
     @staticmethod
@@ -68,8 +68,12 @@ class ScaledAdam(SummedGradients, keras.optimizers.Optimizer):
         return ops.clip(ops.sqrt(ops.mean(ops.square(v))), self.param_min_rms, 1e30)
 
     def _clip_gradients(self, grads):
-        """Clip the global norm of `g * param_rms` to clipping_scale x its running median."""
-        grads = super()._clip_gradients(grads)
+        # Keras' clipping hook: its own clipnorm/clipvalue (if set) first, then the median rule.
+        return self.clip_to_median(super()._clip_gradients(grads))
+
+    def clip_to_median(self, grads):
+        """Clip the global norm of `g * param_rms` to clipping_scale x the median of the last
+        100 such norms, and record this one in `norm_history`."""
         terms = []
         for g, v in zip(grads, self._trainable_variables, strict=True):
             if g is None:
@@ -79,14 +83,14 @@ class ScaledAdam(SummedGradients, keras.optimizers.Optimizer):
         norm = ops.sqrt(ops.sum(ops.stack(terms)))
         count = ops.minimum(self._norm_count, _HISTORY)
         filled = ops.arange(_HISTORY) < count
-        ranked = ops.sort(ops.where(filled, self._norm_history, 1e30))
+        ranked = ops.sort(ops.where(filled, self.norm_history, 1e30))
         median = ranked[ops.maximum(count - 1, 0) // 2]
         limit = self.clipping_scale * median
         factor = ops.where(ops.logical_and(count > 0, norm > limit),
                            limit / ops.maximum(norm, 1e-20), 1.0)
         slot = ops.mod(self._norm_count, _HISTORY)
-        self._norm_history.assign(ops.where(ops.arange(_HISTORY) == slot, norm,
-                                            self._norm_history))
+        self.norm_history.assign(ops.where(ops.arange(_HISTORY) == slot, norm,
+                                            self.norm_history))
         self._norm_count.assign_add(1)
         return [None if g is None else g * ops.cast(factor, g.dtype) for g in grads]
 

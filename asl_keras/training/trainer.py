@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import yaml
 
-from asl_keras import config, vocab
+from asl_keras import config, inference, vocab
 from asl_keras.data import pipeline
 from asl_keras.layers import decoder as dec
 from asl_keras.models.recognizer import build_recognizer
@@ -443,7 +443,7 @@ def predict(model, generate: Callable, cfg: config.Config, batch_size: int) -> l
             c = None if conf[i] is None else float(conf[i])
             rows.append({"sequence_id": int(batch["sequence_id"][i]),
                          "phrase": vocab.decode(batch["labels"][i].numpy()),
-                         "prediction": text, "prediction_pp": metrics.postprocess(text, n, c),
+                         "prediction": text, "prediction_pp": inference.postprocess(text, n, c),
                          "confidence": "" if c is None else f"{c:.4f}", "n_frames": n})
     return rows
 

@@ -387,5 +387,5 @@ def test_alphabet_is_fixed_and_separated():
     gaps = np.linalg.norm(shapes[:, None] - shapes[None], axis=-1).mean(-1)
     np.fill_diagonal(gaps, np.inf)
     assert gaps.min() > 0.3  # mean landmark distance, in palm lengths
-    rest = synthetic.hand_pose(synthetic._NEUTRAL)
+    rest = synthetic.hand_pose(synthetic.NEUTRAL)
     assert np.linalg.norm(shapes - rest, axis=-1).mean(-1).min() > 0.3

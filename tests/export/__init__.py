@@ -27,8 +27,8 @@ import yaml
 from asl_keras import config, vocab
 from asl_keras.data import preprocess
 from asl_keras.export import tflite
+from asl_keras.inference import MIN_CONFIDENCE
 from asl_keras.models.recognizer import build_recognizer
-from asl_keras.training.metrics import MIN_CONFIDENCE
 
 TINY = {"name": "tiny", "data": {"max_len": 96},
         "model": {"encoder": "zipformer", "dim": 32, "blocks": 1, "ffn_dims": [24, 32, 40],

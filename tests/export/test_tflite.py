@@ -20,8 +20,9 @@ import export_tflite
 from asl_keras import config, landmarks, vocab
 from asl_keras.data import preprocess
 from asl_keras.export import submission, tflite
+from asl_keras.inference import MIN_FRAMES
 from asl_keras.models.recognizer import build_recognizer
-from asl_keras.training.metrics import MIN_FRAMES, normalized_total
+from asl_keras.training.metrics import normalized_total
 from tests.export import TINY, checkpoints, exported, write_config
 
 MAX_LEN = TINY["data"]["max_len"]

@@ -2,7 +2,6 @@ import json
 
 import pytest
 
-from asl_keras import vocab
 from asl_keras.training import metrics
 
 CASES = json.load(open("tests/fixtures/ref1st/metric_cases.json"))
@@ -20,14 +19,6 @@ def test_official_and_reference_scores_match_the_fixture():
 def test_corpus_level_not_mean_of_pairs():
     assert metrics.normalized_total(["a", "abcdefghij"], ["", "abcdefghij"]) == pytest.approx(
         10 / 11)
-
-
-def test_dummy_phrase_rule():
-    assert metrics.postprocess("abc", 14) == vocab.DUMMY_PHRASE
-    assert metrics.postprocess("abc", 15) == "abc"
-    assert metrics.postprocess("abc", 100, confidence=0.1) == vocab.DUMMY_PHRASE
-    assert metrics.postprocess("abc", 100, confidence=0.5) == "abc"
-    assert metrics.postprocess("", 100, confidence=0.5) == vocab.DUMMY_PHRASE
 
 
 def test_length_mismatch_is_an_error():

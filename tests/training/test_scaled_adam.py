@@ -66,9 +66,9 @@ def test_median_clipping_limits_an_outlier_gradient():
     opt.build([v])
     for _ in range(10):
         opt.apply([tf.ones((4,))], [v])  # norm of g * rms = 2 each time
-    clipped = opt._clip_gradients([tf.fill((4,), 100.0)])[0].numpy()
+    clipped = opt.clip_to_median([tf.fill((4,), 100.0)])[0].numpy()
     assert np.linalg.norm(clipped) == pytest.approx(2.0 * 2.0, rel=1e-5)  # 2 x median
-    history = opt._norm_history.numpy()[:11]
+    history = opt.norm_history.numpy()[:11]
     assert history[10] == pytest.approx(200.0)  # the outlier's own norm is recorded
 
 
@@ -102,13 +102,18 @@ def test_eden_formula_and_warmup():
     assert float(eden(250)) < float(eden(500))  # still warming up
 
 
+def schedule_of(optimizer):
+    """The schedule inside an optimizer's `PerUpdate` learning rate, read from its config."""
+    return keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"]).schedule
+
+
 def test_config_selects_optimizer_and_schedule():
     train = config.from_dict(config.Train, {"optimizer": "scaled_adam", "schedule": "eden",
                                             "learning_rate": 0.045}, "train")
     opt = make_optimizer(train, steps_per_epoch=10)
-    assert isinstance(opt, ScaledAdam) and isinstance(opt._learning_rate.schedule, Eden)
+    assert isinstance(opt, ScaledAdam) and isinstance(schedule_of(opt), Eden)
     reference = make_optimizer(config.Train(), steps_per_epoch=10)
     assert isinstance(reference, keras.optimizers.AdamW)
-    assert isinstance(reference._learning_rate.schedule, WarmupCosine)
+    assert isinstance(schedule_of(reference), WarmupCosine)
     with pytest.raises(config.ConfigError, match="train.optimizer"):
         config.from_dict(config.Train, {"optimizer": "sgd"}, "train")
