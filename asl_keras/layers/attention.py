@@ -38,7 +38,25 @@ def masked_softmax(scores, frame_mask):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class RotarySelfAttention(keras.layers.Layer):
-    """Multi-head self-attention with rotary positions and bias-free projections."""
+    """Multi-head self-attention with rotary positions, as the 1st-place cfg_2 (`mdl_2_pt.py`).
+
+    Llama-style bias-free q/k/v/o projections, rotate-half rotary position embedding (base
+    10000, `RotaryEmbedding`), scores / sqrt(head_dim), padded keys masked with a finite
+    -1e9, softmax in float32, no dropout. Fully masked (padded) query rows stay finite.
+
+    Args:
+        dim: int, model width, the width of every projection; `head_dim = dim // heads` must
+            be even (rotary pairs).
+        heads: int, number of attention heads.
+
+    Call arguments:
+        x: float tensor `[B, T, dim]`.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding (padded keys get no weight).
+        training: bool, unused (there is no dropout); accepted for a common interface.
+
+    Returns:
+        `[B, T, dim]`, the compute dtype.
+    """
 
     def __init__(self, dim: int, heads: int, **kwargs):
         super().__init__(**kwargs)
@@ -89,10 +107,28 @@ def relative_shift(pos_score):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class RelativeSelfAttention(keras.layers.Layer):
-    """Transformer-XL relative multi-head self-attention (scores / sqrt(head_dim)).
+    """Transformer-XL relative multi-head self-attention (Dai et al., 2019), as the 1st-place
+    cfg_1 (`mdl_1_pt.py`) and Conformer/Squeezeformer use it.
 
-    The scale is sqrt(head_dim), not the sqrt(d_model) of some Conformer ports: the reference
-    fixtures decide (1.4e-6 vs 1.9e-2 error).
+    Sinusoidal relative positions (`relative_positions`, through a bias-free `pos_proj`),
+    learned u/v biases (init 0), the relative shift, scores / sqrt(head_dim), padded keys
+    masked with a finite -1e9, softmax in float32. The scale is sqrt(head_dim), not the
+    sqrt(d_model) of some Conformer ports: the reference fixtures decide (1.4e-6 vs 1.9e-2
+    error).
+
+    Args:
+        dim: int, model width, the width of every projection (`head_dim = dim // heads`).
+        heads: int, number of attention heads.
+        dropout: float, rate of the dropout on the attention probabilities and on the output.
+            Defaults to `0.1`.
+
+    Call arguments:
+        x: float tensor `[B, T, dim]`.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding (padded keys get no weight).
+        training: bool, whether the dropouts are applied.
+
+    Returns:
+        `[B, T, dim]`, the compute dtype.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.1, **kwargs):

@@ -91,12 +91,33 @@ def balancer_gradient(x, g, min_mean, max_mean, min_rms, max_rms, grad_scale):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class Balancer(keras.layers.Layer):
-    """Keeps each channel's share of positive values and mean |x| in range (gradient only).
+    """icefall's Balancer (`scaling.py`; Zipformer paper, appendix A.3): keeps each channel's
+    share of positive values and mean |x| in range, through the gradient only.
 
+    Identity forward. In training, with probability `prob(step)` per call, the incoming gradient
+    gets the gradient of a penalty on the per-channel statistics (`balancer_gradient`) added.
     `min_positive`/`max_positive` become bounds on mean/std through the approximate inverse
     `mean/std ~ 0.814 atanh(2p - 1)`; `min_abs`/`max_abs` become RMS bounds (`RMS ~ 1.2533
-    mean|x|` for a Gaussian). `prob` is a schedule of the optimizer update (icefall default 0.5
-    -> 0.125 over 8k updates). `call(x, step=None, training=False)`: `x [..., C]` unchanged.
+    mean|x|` for a Gaussian). Out of training no op is built.
+
+    Args:
+        min_positive: float, lowest share of positive values per channel. Defaults to `0.05`.
+        max_positive: float, highest share of positive values per channel. Defaults to `0.95`.
+        min_abs: float, lowest mean |x| per channel. Defaults to `0.2`.
+        max_abs: float, highest mean |x| per channel. Defaults to `100.0`.
+        grad_scale: float, RMS per channel of the penalty gradient, relative to the incoming
+            gradient's magnitude `|g|`. Defaults to `0.04`.
+        prob: schedule (`(step, value)` points, a constant or a `ScheduledFloat`) of the
+            optimizer update: the probability that a call adds the term. Defaults to icefall's
+            `((0, 0.5), (8000, 0.125))`, 0.5 -> 0.125 over 8k updates.
+
+    Call arguments:
+        x: float tensor `[..., C]`, statistics per channel over all other axes.
+        step: optimizer update the schedule is read at (`None`: its final value).
+        training: bool, whether the gradient term can be added.
+
+    Returns:
+        `x` unchanged: `[..., C]`, its dtype.
     """
 
     def __init__(self, min_positive: float = 0.05, max_positive: float = 0.95,
@@ -170,12 +191,33 @@ def whitener_gradient(x, g, limit, grad_scale, frame_mask=None):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class Whitener(keras.layers.Layer):
-    """Pushes the channel covariance of `x [B, T, C]` towards white when its metric > limit.
+    """icefall's Whiten (`scaling.py`; Zipformer paper, appendix A.3): pushes the channel
+    covariance of `x [B, T, C]` towards white when its metric > limit, through the gradient only.
 
-    Gradient only. icefall fires with a small probability under the limit and a larger one
-    over it; here one scheduled `prob` decides whether the term is computed and the term is 0
-    under the limit, which is the same gradient in expectation at the over-limit rate.
-    `call(x, frame_mask=None, step=None, training=False)`.
+    Identity forward; in training the incoming gradient gets the gradient of
+    `relu(whitening_metric(x) - limit)` added (`whitener_gradient`). icefall fires with a small
+    probability under the limit and a larger one over it; here one scheduled `prob` decides
+    whether the term is computed and the term is 0 under the limit, which is the same gradient
+    in expectation at the over-limit rate. Out of training no op is built.
+
+    Args:
+        limit: schedule (`(step, value)` points, a constant or a `ScheduledFloat`) of the
+            whitening-metric limit (the metric is >= 1, 1 = white). Defaults to
+            `((0, 7.5), (20000, 15.0))`.
+        grad_scale: float, norm of the gradient term relative to the incoming gradient's norm.
+            Defaults to `0.01`.
+        prob: schedule (or constant) of the probability that a call computes the term.
+            Defaults to `0.25`.
+
+    Call arguments:
+        x: float tensor `[B, T, C]`.
+        frame_mask: optional `[B, T]`, 1 = real frame; frames with 0 are left out of the
+            metric. Defaults to `None` (every frame counts).
+        step: optimizer update the schedules are read at (`None`: their final values).
+        training: bool, whether the gradient term can be added.
+
+    Returns:
+        `x` unchanged: `[B, T, C]`, its dtype.
     """
 
     def __init__(self, limit=((0.0, 7.5), (20000.0, 15.0)), grad_scale: float = 0.01,

@@ -19,6 +19,35 @@ from asl_keras.layers.masking import zero_pads
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class ConvModule(keras.layers.Layer):
+    """Squeezeformer convolution module (Kim et al., 2022), as the 1st place's `ConvModule`.
+
+    zero pads -> pointwise dim -> dim * expansion (+bias) -> GLU (first half value, second half
+    gate) -> depthwise conv `kernel_size` (zero 'same' padding, no bias) -> BatchNorm on real
+    frames only (momentum 0.9, epsilon 1e-5) -> Swish -> pointwise -> dim (+bias) -> dropout ->
+    zero pads. The reference lets pw_conv_1's bias reach the depthwise conv at padded frames,
+    so the last kernel_size//2 real frames depend on the amount of padding (docs/reference.md,
+    'Squeezeformer encoder').
+
+    Args:
+        dim: int, input and output width.
+        kernel_size: int, depthwise convolution kernel along time. Defaults to `51`.
+        expansion: int, width of the first pointwise layer as a multiple of `dim`; the GLU
+            halves it. Defaults to `2`.
+        dropout: float, dropout rate after the last pointwise layer. Defaults to `0.1`.
+        activation: activation after the BatchNorm, a name or callable; replaces the Swish
+            (the Zipformer block uses SwooshR). Defaults to `"silu"`.
+        zero_glu_pads: bool, zero padded frames after the GLU, which makes real frames
+            padding-independent. Defaults to `False` (the reference's leak, for parity).
+
+    Call arguments:
+        x: float tensor `[B, T, dim]`.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding.
+        training: bool, dropout on and BatchNorm from batch statistics (real frames only).
+
+    Returns:
+        `[B, T, dim]`, padded frames 0.
+    """
+
     def __init__(self, dim: int, kernel_size: int = 51, expansion: int = 2,
                  dropout: float = 0.1, activation="silu", zero_glu_pads: bool = False,
                  **kwargs):

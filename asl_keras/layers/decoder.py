@@ -68,10 +68,23 @@ def sinusoidal_positions(ids, dim: int):
 class DecoderAttention(keras.layers.Layer):
     """HF `Speech2TextAttention`: q/k/v/out Linear with bias, q scaled by head_dim^-0.5.
 
-    `call(x [B, L, d], keys, values [B, H, S, hd], attention_mask)` -> `[B, L, d]`, where the
-    bool `attention_mask` broadcasts to `[B, H, L, S]` (True = attend).
-    Keys/values come from `keys_values(source [B, S, d])`, so a caller can
-    cache them. Softmax in float32, then attention dropout.
+    Keys/values come from `keys_values(source [B, S, d])`, so a caller can cache them.
+    Softmax in float32 (masked scores a finite -1e9), then attention dropout. Weights are
+    initialised N(0, 0.02) as HF's `_init_weights`.
+
+    Args:
+        d_model: int, model width `d`; must be divisible by `num_heads`.
+        num_heads: int, number of heads `H` (head width `hd = d_model // num_heads`).
+        dropout: float, dropout rate on the attention probabilities. Defaults to `0.0`.
+
+    Call arguments:
+        x: float tensor `[B, L, d]`, the queries' source.
+        keys, values: `[B, H, S, hd]`, from `keys_values`.
+        attention_mask: bool, broadcasts to `[B, H, L, S]`, True = attend.
+        training: bool, whether the attention dropout is applied.
+
+    Returns:
+        `[B, L, d]`.
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, **kwargs):
@@ -116,11 +129,31 @@ class DecoderAttention(keras.layers.Layer):
 class DecoderLayer(keras.layers.Layer):
     """HF `Speech2TextDecoderLayer`, pre-LN: self-attn, cross-attn, ReLU FFN, each residual.
 
-    `call(x [B, L, d], cross_kv, cross_mask [B, 1, 1, T], cache=None, index=None)`:
-    - `cache=None` (teacher forcing): causal self-attention over `x`; returns `x`.
-    - `cache=(k, v)` buffers `[B, H, max_len, hd]`, `L == 1`, `index` = position of the token:
-      writes its key/value at `index`, attends to positions `<= index`; returns `(x, cache)`.
-    LayerNorm runs in float32 inside Keras' `layer_normalization` (it upcasts half inputs).
+    LayerNorm (epsilon 1e-5) runs in float32 inside Keras' `layer_normalization` (it upcasts
+    half inputs).
+
+    Args:
+        d_model: int, model width `d`.
+        num_heads: int, heads of both attentions (`hd = d_model // num_heads`).
+        ffn_dim: int, hidden width of the ReLU FFN.
+        dropout: float, residual dropout on each branch's output. Defaults to `0.1`.
+        attention_dropout: float, dropout on the attention probabilities of both attentions.
+            Defaults to `0.2`.
+        activation_dropout: float, dropout after the FFN's ReLU. Defaults to `0.0`.
+
+    Call arguments:
+        x: float tensor `[B, L, d]`.
+        cross_kv: `(keys, values)` of the encoder output, each `[B, H, T, hd]`, from this
+            layer's `encoder_attn.keys_values(encoder_output)`.
+        cross_mask: bool `[B, 1, 1, T]`, True = real encoder frame.
+        cache: `None` (teacher forcing: causal self-attention over `x`), or `(k, v)` buffers
+            `[B, H, max_len, hd]` with `L == 1`: the token's key/value are written at `index`
+            and it attends to positions `<= index`. Defaults to `None`.
+        index: int32 scalar, position of the token in the cache (with `cache` only).
+        training: bool, whether the dropouts are applied.
+
+    Returns:
+        `x [B, L, d]` with `cache=None`; else `(x, cache)` with the updated `(k, v)` buffers.
     """
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.1,
@@ -186,14 +219,35 @@ class DecoderLayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class ReferenceDecoder(keras.layers.Layer):
-    """`Speech2TextDecoder` + `lm_head`: tokens -> float32 logits `[B, L, VOCAB_SIZE]`.
+    """HF `Speech2TextDecoder` + untied `lm_head`, the 1st-place character decoder.
 
     Token embedding `[VOCAB_SIZE, d]` x sqrt(d) (PAD tokens embed to 0, as the reference's
     `padding_idx` row, which also gets no gradient) + sinusoidal positions, dropout, `num_layers`
     pre-LN `DecoderLayer`s, final LayerNorm, `lm_head` Dense(VOCAB_SIZE, no bias, PyTorch
-    default init). The encoder output must have `d_model` features (HF projects it with
-    d_model x d_model cross-attention k/v). `max_positions` is the reference's
-    `max_target_positions`; it sizes only the table that the importer checks.
+    default init). Teacher forcing uses only the causal mask, no token padding mask; `init_cache`
+    and `step` decode one token at a time with a fixed-size KV cache.
+
+    Args:
+        d_model: int, model width `d`. The encoder output must have `d_model` features (HF
+            projects it with d_model x d_model cross-attention k/v).
+        num_layers: int, number of `DecoderLayer`s. Defaults to `2`.
+        num_heads: int, attention heads per layer. Defaults to `4`.
+        ffn_dim: int, hidden width of each layer's ReLU FFN. Defaults to `512`.
+        max_positions: int, the reference's `max_target_positions`; it sizes only the table
+            that the importer checks (positions are computed on the fly). Defaults to `1024`.
+        dropout: float, dropout on the embeddings and residual dropout in each layer.
+            Defaults to `0.1`.
+        attention_dropout: float, dropout on the attention probabilities. Defaults to `0.2`.
+        activation_dropout: float, dropout after each FFN's ReLU. Defaults to `0.0`.
+
+    Call arguments:
+        tokens: int `[B, L]`, decoder input ids (SOS first, see `shift_right`).
+        encoder_output: float tensor `[B, T, d_model]`.
+        encoder_mask: `[B, T]`, 1 = real frame; `None` = every frame real. Defaults to `None`.
+        training: bool, whether the dropouts are applied.
+
+    Returns:
+        float32 logits `[B, L, VOCAB_SIZE]`.
     """
 
     def __init__(self, d_model: int, num_layers: int = 2, num_heads: int = 4,

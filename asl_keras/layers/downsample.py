@@ -34,6 +34,26 @@ def downsample_mask(frame_mask, factor: int):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class SimpleDownsample(keras.layers.Layer):
+    """icefall's Zipformer2 `SimpleDownsample`: groups of `factor` frames -> one frame.
+
+    A weighted average with weights softmax(`factor` learned scalars, init 0 = plain mean).
+    icefall pads the sequence by repeating its last frame; here each group averages only its
+    real frames (weights renormalised over them) and is real if any of its frames is, so a
+    sequence of length L gives ceil(L / factor) real frames, exactly as icefall's repeat-padding
+    does (docs/zipformer.md, 'Temporal downsampling').
+
+    Args:
+        factor: int, number of consecutive frames per output frame.
+
+    Call arguments:
+        x: float tensor `[B, T, C]`.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding.
+
+    Returns:
+        `(out, mask)`: `out [B, ceil(T / factor), C]` in the dtype of `x`, and the float32
+        frame mask `[B, ceil(T / factor)]` of the groups (`downsample_mask`).
+    """
+
     def __init__(self, factor: int, **kwargs):
         super().__init__(**kwargs)
         self.factor = factor

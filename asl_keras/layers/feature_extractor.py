@@ -24,12 +24,22 @@ def _bool_mask(frame_mask, x):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class PartNormalization(keras.layers.Layer):
-    """Standardise each body part per frame and coordinate, over that part's landmarks.
+    """The 1st-place cfg_2 part normalisation (`mdl_2_pt.py`): each body part standardised per
+    frame and coordinate, over that part's landmarks.
 
     For each part (left hand, right hand, 76 face points, 12 pose points): subtract the mean and
     divide by the population std over the part's landmarks, per frame and coordinate; non-finite
     -> 0; then every landmark whose globally normalised x + y is exactly 0 (missing, dropped or
-    padded) is set to 0. Output keeps the model landmark order: `[B, T, 130, 3]`.
+    padded) is set to 0. No weights.
+
+    Args:
+        None beyond Keras' own (`name`, `dtype`, ...).
+
+    Call arguments:
+        x: float tensor `[B, T, 130, 3]`, globally normalised landmarks in the model order.
+
+    Returns:
+        `[B, T, 130, 3]` in the compute dtype, still in the model landmark order.
     """
 
     def call(self, x):
@@ -50,13 +60,26 @@ class PartNormalization(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class LandmarkFeatureExtractor(keras.layers.Layer):
-    """Conv2D over (time, landmarks) -> BN + SiLU -> flatten -> Dense -> masked BN -> zero pads.
+    """The 1st-place landmark feature extractor (`mdl_2_pt.py`): Conv2D over (time, landmarks)
+    -> BN + SiLU -> flatten -> Dense -> masked BN -> zero pads.
 
-    Conv 3x3, 32 filters, stride (1, 2), zero padding 1, no bias (PyTorch semantics, so
-    explicit padding then 'valid'); `BatchNorm2d` momentum 0.1 (Keras 0.9) over all positions;
-    the flattened `[T, ceil(N/2) * 32]` features (landmark-major, channels fastest) go through a
-    bias-free Dense and a BatchNorm computed on real frames only (PyTorch momentum 0.95 = Keras
-    0.05); padded frames are zeroed.
+    Conv 3x3, `filters` filters (32 in the reference), stride (1, 2), zero padding 1, no bias
+    (PyTorch semantics, so explicit padding then 'valid'); `BatchNorm2d` momentum 0.1 (Keras
+    0.9) over all positions; the flattened `[T, ceil(N/2) * filters]` features (landmark-major,
+    channels fastest) go through a bias-free Dense and a BatchNorm computed on real frames only
+    (PyTorch momentum 0.95 = Keras 0.05); padded frames are zeroed.
+
+    Args:
+        dim: int, output width.
+        filters: int, filters of the 3x3 convolution. Defaults to `32`.
+
+    Call arguments:
+        x: float tensor `[B, T, N, 3]`, N landmarks (130, or one part's for a part extractor).
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding.
+        training: bool, BatchNorms from batch statistics (the last one over real frames only).
+
+    Returns:
+        `[B, T, dim]`, padded frames 0.
     """
 
     def __init__(self, dim: int, filters: int = 32, **kwargs):
@@ -98,12 +121,23 @@ class LandmarkFeatureExtractor(keras.layers.Layer):
 class DominantHandFeatures(keras.layers.Layer):
     """Shape of the signing hand, independent of handedness, position and size -> Dense(dim).
 
-    Not in the 1st-place model (which sees each hand in its own slot and relies on flip
-    augmentation; the 2nd-place team mirrored left-handed signers instead). Per sequence the
-    hand with more detected frames is the dominant one; a left hand is mirrored (x -> -x) so
-    both handednesses give the same features. Per frame the 21 points are taken relative to
-    the wrist and divided by their RMS distance from it. Frames without that hand, and padded
-    frames, give 0. Output `[B, T, dim]`.
+    This project's addition, not in the 1st-place model (which sees each hand in its own slot
+    and relies on flip augmentation; the 2nd-place team mirrored left-handed signers instead).
+    Per sequence the hand with more detected frames is the dominant one; a left hand is mirrored
+    (x -> -x) so both handednesses give the same features. Per frame the 21 points are taken
+    relative to the wrist and divided by their RMS distance from it; a Dense with bias maps the
+    63 values to `dim`. Frames without that hand, and padded frames, give 0.
+
+    Args:
+        dim: int, output width.
+
+    Call arguments:
+        x: float tensor `[B, T, 130, 3]`, globally normalised landmarks (a missing point is
+            exactly 0).
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding.
+
+    Returns:
+        `[B, T, dim]` in the compute dtype; 0 on frames without the hand and on padded frames.
     """
 
     def __init__(self, dim: int, **kwargs):

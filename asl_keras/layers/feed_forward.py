@@ -13,9 +13,27 @@ import keras
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class FeedForward(keras.layers.Layer):
-    """Linear(d, h) -> Swish -> dropout -> Linear(h, d) -> dropout, h = hidden_dim or d*e.
+    """The Squeezeformer/1st-place position-wise feed-forward module, shared by both blocks.
 
-    `activation` replaces the Swish (the Zipformer block uses SwooshL).
+    Linear(d, h) -> Swish -> dropout -> Linear(h, d) -> dropout, biases on, h = hidden_dim or
+    d*e.
+
+    Args:
+        dim: int, input and output width `d`.
+        expansion: int, hidden width `e * d` when `hidden_dim` is not given. Defaults to `1`
+            (the 1st place's).
+        dropout: float, rate of both dropouts. Defaults to `0.1`.
+        hidden_dim: int or `None`, hidden width; `None` means `dim * expansion`. Defaults to
+            `None`.
+        activation: hidden activation, a name or callable; replaces the Swish (the Zipformer
+            block uses SwooshL). Defaults to `"silu"`.
+
+    Call arguments:
+        x: float tensor `[..., dim]`.
+        training: bool, whether the dropouts are applied.
+
+    Returns:
+        `[..., dim]`.
     """
 
     def __init__(self, dim: int, expansion: int = 1, dropout: float = 0.1,

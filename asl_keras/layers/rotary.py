@@ -23,10 +23,12 @@ def rotary_angles(length, head_dim: int, base: float = 10000.0):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class RotaryEmbedding(keras.layers.Layer):
-    """Rotates query/key channels by their frame position (rotate-half RoPE, no weights).
+    """Rotary position embedding (Su et al., 2021, RoFormer) in the rotate-half layout of Llama
+    and the 1st-place model: rotates query/key channels by their frame position, no weights.
 
     Args:
-        base: the wavelength base of the pair frequencies (10000 in RoFormer and the reference).
+        base: float, the wavelength base of the pair frequencies (10000 in RoFormer and the
+            reference). Defaults to `10000.0`.
 
     Call arguments:
         x: `[B, T, H, D]` per-head queries or keys, positions along axis 1, `D` even.

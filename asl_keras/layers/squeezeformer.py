@@ -23,7 +23,35 @@ MODULES = ("mhsa", "ff_mhsa", "conv", "ff_conv")
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class SqueezeformerBlock(keras.layers.Layer):
-    """One block; `attention` is "rotary" (cfg_2) or "relative" (cfg_1)."""
+    """Squeezeformer block (Kim et al., 2022) as the 1st place uses it: post-LN, full frame rate.
+
+    MHSA, FFN, conv module, FFN, each `x = LN(x + module(x * s + b))` with a learned
+    per-channel input scale and shift (init 1 and 0) while the residual uses the unscaled
+    input; LayerNorm epsilon 1e-5. Padded frames are computed like real frames (the reference
+    leaves them at their pre-LN values); no output at a real frame depends on them.
+
+    Args:
+        dim: int, model width.
+        heads: int, attention heads. Defaults to `4`.
+        attention: str, `"rotary"` (`RotarySelfAttention`, cfg_2) or `"relative"`
+            (`RelativeSelfAttention`, cfg_1). Defaults to `"rotary"`.
+        ff_expansion: int, expansion of both FFNs. Defaults to `1`.
+        conv_expansion: int, expansion of the conv module's first pointwise layer.
+            Defaults to `2`.
+        kernel_size: int, depthwise kernel of the conv module. Defaults to `51`.
+        dropout: float, dropout of the FFNs, the conv module and the relative attention (the
+            rotary one has none). Defaults to `0.1`.
+        zero_glu_pads: bool, passed to `ConvModule`: zero padded frames after the GLU.
+            Defaults to `False` (the reference's padding leak).
+
+    Call arguments:
+        x: float tensor `[B, T, dim]`.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding.
+        training: bool, dropouts on and BatchNorm from batch statistics.
+
+    Returns:
+        `[B, T, dim]`.
+    """
 
     def __init__(self, dim: int, heads: int = 4, attention: str = "rotary",
                  ff_expansion: int = 1, conv_expansion: int = 2, kernel_size: int = 51,

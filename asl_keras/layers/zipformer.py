@@ -80,7 +80,20 @@ def swoosh_r(x):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class SwooshL(keras.layers.Layer):
-    """Layer form of `swoosh_l`; any shape. Slope -0.08 at -inf, 0.92 at +inf."""
+    """Zipformer's SwooshL activation (Yao et al., 2023), the layer form of `swoosh_l`.
+
+    SwooshL(x) = log(1 + e^(x-4)) - 0.08 x - 0.035, computed in float32. Slope -0.08 at -inf,
+    0.92 at +inf.
+
+    Args:
+        None beyond Keras' own (`name`, `dtype`, ...).
+
+    Call arguments:
+        x: float tensor of any shape.
+
+    Returns:
+        SwooshL(x), the shape and dtype of `x`.
+    """
 
     def call(self, x):
         return swoosh_l(x)
@@ -88,7 +101,20 @@ class SwooshL(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class SwooshR(keras.layers.Layer):
-    """Layer form of `swoosh_r`; any shape. Slope -0.08 at -inf, 0.92 at +inf."""
+    """Zipformer's SwooshR activation (Yao et al., 2023), the layer form of `swoosh_r`.
+
+    SwooshR(x) = log(1 + e^(x-1)) - 0.08 x - 0.313261687 (so SwooshR(0) = 0), computed in
+    float32. Slope -0.08 at -inf, 0.92 at +inf.
+
+    Args:
+        None beyond Keras' own (`name`, `dtype`, ...).
+
+    Call arguments:
+        x: float tensor of any shape.
+
+    Returns:
+        SwooshR(x), the shape and dtype of `x`.
+    """
 
     def call(self, x):
         return swoosh_r(x)
@@ -108,7 +134,7 @@ def sequence_keep_mask(x, rate: ScheduledFloat, step, seed_generator):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class BiasNorm(keras.layers.Layer):
-    """y = x / RMS_c(x - b) * exp(gamma) per frame over channels (icefall's BiasNorm).
+    """icefall's Zipformer2 BiasNorm: y = x / RMS_c(x - b) * exp(gamma) per frame over channels.
 
     b: per-channel bias (init 0) that only enters the RMS; gamma: scalar log-scale (init 1.0),
     used as it is; in training a gradient-only penalty (`constraints.limit`) pushes it back
@@ -116,12 +142,12 @@ class BiasNorm(keras.layers.Layer):
     frames finite (icefall has none).
 
     Args:
-        log_scale_limit: bound of the range gamma is kept in.
-        eps: added to the mean square.
+        log_scale_limit: float, bound of the range gamma is kept in. Defaults to `1.5`.
+        eps: float, added to the mean square. Defaults to `1e-5`.
 
-    Call args:
-        x: `[..., C]`.
-        training: whether the penalty is applied.
+    Call arguments:
+        x: float tensor `[..., C]`.
+        training: bool, whether the penalty is applied.
 
     Returns:
         `[..., C]`, the dtype of `x`.
@@ -153,21 +179,23 @@ class BiasNorm(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class Bypass(keras.layers.Layer):
-    """out = x0 + c * (x - x0) with per-channel c (init 0.5) (icefall's BypassModule).
+    """icefall's Zipformer2 BypassModule: out = x0 + c * (x - x0) with per-channel c (init 0.5).
 
     c is used as it is, in training and at inference alike. In training a gradient-only
     penalty (`constraints.limit`) pushes it back into `[scale_min(step), 1]`, and
     `skip_rate(step)` is the probability that a sequence gets c = 0, i.e. out = x0 (layer skip).
 
     Args:
-        scale_min: schedule (or constant) of the penalty's lower bound.
-        skip_rate: schedule (or constant) of the per-sequence skip probability.
+        scale_min: schedule (`(step, value)` points, a constant or a `ScheduledFloat`) of the
+            penalty's lower bound. Defaults to icefall's `((0, 0.9), (20000, 0.2))`.
+        skip_rate: schedule (or constant) of the per-sequence skip probability. Defaults to
+            `0.0` (no skip).
 
-    Call args:
-        x0: `[B, T, C]`, the input of the bypassed modules.
-        x: `[B, T, C]`, their output.
+    Call arguments:
+        x0: float tensor `[B, T, C]`, the input of the bypassed modules.
+        x: float tensor `[B, T, C]`, their output.
         step: optimizer update the schedules are read at (`None`: their final values).
-        training: whether the penalty and the skips are applied.
+        training: bool, whether the penalty and the skips are applied.
 
     Returns:
         `[B, T, C]`.
@@ -199,12 +227,23 @@ class Bypass(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class AttentionWeights(keras.layers.Layer):
-    """Multi-head attention weights, computed once per block and shared (icefall's MHAW).
+    """Multi-head attention weights, computed once per block and shared (icefall's Zipformer2
+    `RelPositionMultiheadAttentionWeights`, MHAW).
 
     W[b, h] = softmax_k(RoPE(x Wq_h) RoPE(x Wk_h)^T / sqrt(head_dim)) over real keys: bias-free
     q/k projections and rotary positions as in `RotarySelfAttention` (icefall uses relative
-    positions instead). `call(x [B, T, C], frame_mask [B, T])` -> float32 `[B, H, T, T]`; rows of
-    padded queries stay finite.
+    positions instead). Softmax in float32.
+
+    Args:
+        heads: int, number of heads `H`.
+        head_dim: int, query/key width per head (even, for the rotary pairs).
+
+    Call arguments:
+        x: float tensor `[B, T, C]`.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding (padded keys get weight 0).
+
+    Returns:
+        float32 `[B, H, T, T]`, rows summing to 1 over keys; rows of padded queries stay finite.
     """
 
     def __init__(self, heads: int, head_dim: int, **kwargs):
@@ -231,10 +270,22 @@ class AttentionWeights(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class ValueAttention(keras.layers.Layer):
-    """Self-attention with given weights (icefall's SA): out = Wo concat_h(W[:, h] (x Wv_h)).
+    """Self-attention with given weights (icefall's Zipformer2 `SelfAttention`, SA):
+    out = Wo concat_h(W[:, h] (x Wv_h)).
 
-    Bias-free value/output projections (as the 1st-place attention). `call(x [B, T, C],
-    attn_weights [B, H, T, T])` -> `[B, T, dim]`.
+    Bias-free value/output projections (as the 1st-place attention).
+
+    Args:
+        dim: int, output width.
+        heads: int, number of heads `H`, as in the weights.
+        head_dim: int, value width per head.
+
+    Call arguments:
+        x: float tensor `[B, T, C]`.
+        attn_weights: `[B, H, T, T]`, from `AttentionWeights`.
+
+    Returns:
+        `[B, T, dim]`.
     """
 
     def __init__(self, dim: int, heads: int, head_dim: int, **kwargs):
@@ -261,10 +312,21 @@ class ValueAttention(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class NonlinAttention(keras.layers.Layer):
-    """out = Wo (A * (W (tanh(B) * C))) + bo, [B; C; A] = Win x + bin (icefall's NLA).
+    """icefall's Zipformer2 `NonlinAttention` (NLA):
+    out = Wo (A * (W (tanh(B) * C))) + bo, [B; C; A] = Win x + bin.
 
-    A, B, C are `hidden_dim` wide (3/4 of dim in Zipformer); W `[B, T, T]` is one head of the
-    shared attention weights. `call(x [B, T, dim], attn_weights [B, T, T])` -> `[B, T, dim]`.
+    Plain Dense projections with bias.
+
+    Args:
+        dim: int, input and output width.
+        hidden_dim: int, width of A, B and C (3/4 of dim in Zipformer).
+
+    Call arguments:
+        x: float tensor `[B, T, dim]`.
+        attn_weights: W `[B, T, T]`, one head of the shared attention weights.
+
+    Returns:
+        `[B, T, dim]`.
     """
 
     def __init__(self, dim: int, hidden_dim: int, **kwargs):
@@ -293,7 +355,8 @@ def _add(x, h, keep):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class ZipformerBlock(keras.layers.Layer):
-    """icefall's Zipformer2EncoderLayer with RoPE attention and Squeezeformer conv modules.
+    """Zipformer block (Yao et al., 2023): icefall's Zipformer2EncoderLayer with RoPE attention
+    and the 1st-place Squeezeformer conv modules (docs/zipformer.md, 'The block').
 
         W  = AttentionWeights(x0)                    # [B, H, T, T], shared
         x  = x0 + FFN1(x0);  x += NLA(x, W[:, 0]);  x += SA1(x, W);  x += Conv1(x)
@@ -307,7 +370,41 @@ class ZipformerBlock(keras.layers.Layer):
     conv modules SwooshR. In training, NLA+SA1+SA2 share one per-sequence skip draw
     (`attention_skip_rate`), each conv and FFN2/FFN3 draw their own. Padded frames are zeroed
     on input (they enter attention sums with weight 0, so must be finite) and on output.
-    `call(x [B, T, dim], frame_mask [B, T], step=None, training=False)` -> `[B, T, dim]`.
+
+    Args:
+        dim: int, model width. Defaults to `208` (cfg_2).
+        heads: int, attention heads. Defaults to `4`.
+        ffn_dims: three ints, hidden widths of FFN1, FFN2 and FFN3. Defaults to cfg_2's
+            `(156, 208, 260)`, (3/4, 1, 5/4) x 208.
+        kernel_size: int, depthwise kernel of both conv modules. Defaults to `51`.
+        head_dim: int or `None`, query/key/value width per head; `None` means `dim // heads`.
+            Defaults to `None`.
+        nla_dim: int or `None`, hidden width of NonlinAttention; `None` means `3 * dim // 4`.
+            Defaults to `None`.
+        dropout: float, dropout of the FFNs and conv modules. Defaults to `0.1`.
+        attention_skip_rate: schedule (`(step, value)` points, a constant or a
+            `ScheduledFloat`) of the per-sequence skip probability shared by NLA, SA1 and SA2.
+            Defaults to icefall's `((0, 0.2), (4000, 0.05), (16000, 0))`.
+        conv_skip_rate: schedule of each conv module's skip probability. Defaults to icefall's
+            `((0, 0.2), (4000, 0.05), (16000, 0))`.
+        ff_skip_rate: schedule of the FFN2 and FFN3 skip probabilities. Defaults to icefall's
+            `((0, 0.1), (4000, 0.01), (50000, 0))`.
+        layer_skip_rate: schedule of the per-sequence layer skip (end Bypass). Defaults to
+            icefall's `((0, 0.5), (4000, 0.02))`.
+        bypass_scale_min: schedule of the lower bound of both Bypass scales. Defaults to
+            icefall's `((0, 0.9), (20000, 0.2))`.
+        constraints: bool, add icefall's gradient-only Balancer -> BiasNorm -> Bypass ->
+            Balancer -> Whitener sequence at the block output (`balancer1`, `balancer2` and
+            `whiten` of `Zipformer2EncoderLayer`). Defaults to `False`.
+
+    Call arguments:
+        x: float tensor `[B, T, dim]`.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding.
+        step: optimizer update the schedules are read at (`None`: their final values).
+        training: bool, skips, dropouts, constraints and penalties on.
+
+    Returns:
+        `[B, T, dim]`, padded frames 0.
     """
 
     def __init__(self, dim: int = 208, heads: int = 4, ffn_dims=CFG2_FFN_DIMS,

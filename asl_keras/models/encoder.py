@@ -29,6 +29,29 @@ from asl_keras.layers.zipformer import Bypass, ZipformerBlock
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class LandmarkEmbedding(keras.layers.Layer):
+    """The 1st-place input side (`mdl_2_pt.py`, cfg_2; `mdl_1_pt.py`, cfg_1): landmarks ->
+    per-frame features.
+
+    cfg_2 sums a `LandmarkFeatureExtractor` over all 130 globally normalised landmarks and the
+    concatenation of four part extractors (left hand, right hand, face, pose) over the
+    `PartNormalization` copy, each of width dim/4; cfg_1 uses the single all-landmark extractor
+    (docs/reference.md, 'Input side'). No input dropout and no positional encoding.
+
+    Args:
+        dim: int, output width; divisible by 4 with `parts`.
+        parts: bool, add the four part extractors (cfg_2). Defaults to `True`.
+        hand_features: bool, add `DominantHandFeatures` (not in the reference). Defaults to
+            `False`.
+
+    Call arguments:
+        x: float tensor `[B, T, 130, 3]`, globally normalised landmarks.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding.
+        training: bool, BatchNorms from batch statistics.
+
+    Returns:
+        `[B, T, dim]`.
+    """
+
     def __init__(self, dim: int, parts: bool = True, hand_features: bool = False, **kwargs):
         super().__init__(**kwargs)
         if parts and dim % len(PARTS):
@@ -67,7 +90,19 @@ class LandmarkEmbedding(keras.layers.Layer):
 
 
 class _BlockStack(keras.layers.Layer):
-    """`blocks` identical blocks of `block_class` built from `settings`, applied in order."""
+    """Base of the single-stack encoders: `blocks` identical blocks of `block_class` built from
+    `settings`, applied in order (the 1st place's stack of encoder blocks).
+
+    Args:
+        blocks: int, number of blocks.
+        settings: dict, the blocks' constructor arguments; `get_config` stores them flat.
+
+    Call arguments:
+        Those of the subclass's `call` (e.g. `SqueezeformerEncoder`).
+
+    Returns:
+        As the subclass's `call`.
+    """
 
     block_class: type[keras.layers.Layer]
 
@@ -87,6 +122,32 @@ class _BlockStack(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class SqueezeformerEncoder(_BlockStack):
+    """The 1st-place encoder: `blocks` identical `SqueezeformerBlock`s (Kim et al., 2022) at full
+    time resolution (the Squeezeformer's time reduction is not used).
+
+    Args:
+        dim: int, model width.
+        blocks: int, number of blocks (6 in cfg_1, 14 in cfg_2).
+        heads: int, attention heads. Defaults to `4`.
+        attention: str, `"rotary"` (cfg_2) or `"relative"` (cfg_1). Defaults to `"rotary"`.
+        ff_expansion: int, FFN expansion. Defaults to `1`.
+        conv_expansion: int, conv module expansion. Defaults to `2`.
+        kernel_size: int, depthwise kernel of the conv modules. Defaults to `51`.
+        dropout: float, dropout of every block. Defaults to `0.1`.
+        zero_glu_pads: bool, zero padded frames after the conv modules' GLU. Defaults to
+            `False` (the reference's padding leak).
+
+    Call arguments:
+        x: float tensor `[B, T, dim]`, the landmark embedding.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding.
+        training: bool, dropouts on and BatchNorm from batch statistics.
+        step: accepted for a common interface with `ZipformerEncoder`; nothing here is
+            scheduled.
+
+    Returns:
+        `[B, T, dim]`.
+    """
+
     block_class = SqueezeformerBlock
 
     def __init__(self, dim: int, blocks: int, heads: int = 4, attention: str = "rotary",
@@ -98,7 +159,6 @@ class SqueezeformerEncoder(_BlockStack):
                                       zero_glu_pads=zero_glu_pads), **kwargs)
 
     def call(self, x, frame_mask, training=False, step=None):
-        """`step` is accepted for a common interface; nothing here is scheduled."""
         for block in self.blocks:
             x = block(x, frame_mask, training=training)
         return x
@@ -108,18 +168,40 @@ class SqueezeformerEncoder(_BlockStack):
 class ZipformerEncoder(keras.layers.Layer):
     """Zipformer blocks in stacks, each at its own frame rate and width (icefall's Zipformer2).
 
-    `stacks`: `[(blocks, downsample, width), ...]`; default one stack of `blocks` blocks at
-    full rate and `dim`. A stack with downsample d > 1 runs on `SimpleDownsample(d)` of its
-    input (masks follow at every rate), is upsampled back and combined with its input by a
-    Bypass. A stack of width w < dim reads the first w channels and replaces them, so the
+    A stack `(blocks, downsample, width)` with downsample d > 1 runs on `SimpleDownsample(d)`
+    of its input (masks follow at every rate), is upsampled back and combined with its input by
+    a Bypass. A stack of width w < dim reads the first w channels and replaces them, so the
     output carries every channel from the most recent stack that has it (icefall's
-    convert_num_channels / _get_full_dim_output). FFN widths scale with w / dim.
-    `schedules=False` freezes every schedule at the value the public fork ran with (skip rates
-    0, bypass scale_min 0; docs/zipformer.md, 'The public fork's bugs'); `constraints` adds
-    the Balancer/Whitener of each block.
-    Schedule points are icefall's, in its batches (optimizer updates); `schedule_scale`
-    multiplies the optimizer update before it reaches them, so a run of N updates can go
-    through icefall's whole 20k-batch warm-up with `schedule_scale = 20000 / N`.
+    convert_num_channels / _get_full_dim_output). FFN widths scale with w / dim. Schedule
+    points are icefall's, in its batches (optimizer updates).
+
+    Args:
+        dim: int, model width (input and output).
+        blocks: int, number of blocks of the default single full-rate stack; ignored when
+            `stacks` is given (`get_config` then stores their total).
+        heads: int, attention heads of every block. Defaults to `4`.
+        ffn_dims: three ints, FFN hidden widths at width `dim`. Defaults to `(156, 208, 260)`.
+        kernel_size: int, depthwise kernel of the conv modules. Defaults to `51`.
+        dropout: float, dropout of every block. Defaults to `0.1`.
+        stacks: `[(blocks, downsample, width), ...]` or `None`; each width <= dim and divisible
+            by `heads`. Defaults to `None`: one stack of `blocks` blocks at full rate and `dim`.
+        constraints: bool, add the Balancer/Whitener of each block. Defaults to `False`.
+        schedules: bool; `False` freezes every schedule at the value the public fork ran with
+            (skip rates 0, bypass scale_min 0; docs/zipformer.md, 'The public fork's bugs').
+            Defaults to `True`.
+        schedule_scale: float, multiplies the optimizer update before it reaches the schedule
+            points, so a run of N updates can go through icefall's whole 20k-batch warm-up with
+            `schedule_scale = 20000 / N`. Defaults to `1.0`.
+
+    Call arguments:
+        x: float tensor `[B, T, dim]`, the landmark embedding.
+        frame_mask: `[B, T]`, 1 = real frame, 0 = padding.
+        training: bool, skips, dropouts and constraints on.
+        step: optimizer update (`optimizer.iterations`) the schedules are read at; `None`
+            (inference) gives their final values.
+
+    Returns:
+        `[B, T, dim]`, padded frames 0.
     """
 
     def __init__(self, dim: int, blocks: int, heads: int = 4, ffn_dims=(156, 208, 260),

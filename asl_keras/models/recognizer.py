@@ -34,19 +34,35 @@ def build_encoder(cfg: config.Model, dtype=None) -> keras.layers.Layer:
 
 @keras.saving.register_keras_serializable(package="asl_keras")
 class Recognizer(keras.Model):
-    """Feature extractors -> encoder -> forward decoder (+ backward decoder, confidence head).
+    """The 1st-place recogniser (`mdl_2_pt.py`, cfg_2; `mdl_1_pt.py`, cfg_1): feature
+    extractors -> encoder -> forward decoder (+ backward decoder, confidence head).
 
-    `call(inputs, training)` returns a dict: `logits [B, 33, 63]` (teacher forced), and with the
-    cfg_2 heads `logits_bwd [B, 33, 63]` (backward decoder on the time-flipped encoder output,
-    training loss only) and `confidence [B]` (logit on encoder frame 0). In training, decoder
-    inputs are masked with `decoder_mask` (labels replaced by DECODER_MASK before the shift);
-    targets stay unmasked. `per_sample_loss` gives the reference's loss per sample.
+    In training, decoder inputs are masked with `decoder_mask` (labels replaced by DECODER_MASK
+    before the shift); targets stay unmasked. `per_sample_loss` gives the reference's loss per
+    sample; `encode` and `generate` (greedy decoding with the KV cache) serve inference.
 
     Args:
         model: the `model` section of a run config as a dict (`config.Model` fields).
+            Defaults to `None` (every field at its default).
         decoder_mask: probability that a decoder input token is masked in training.
+            Defaults to `0.0`.
         seed: seed of the masking draws; `build_recognizer` passes the run seed, so the
             members of a seed ensemble mask differently and a run repeats its own draws.
+            Defaults to `0`.
+
+    Call arguments:
+        inputs: the pipeline's batch dict: `landmarks [B, T, 130, 3]`, `mask [B, T]` (1 = real
+            frame) and `labels [B, 33]` (`score [B]` is read only by `per_sample_loss`).
+        training: bool, dropouts, decoder-input masking, BatchNorm batch statistics and
+            the Zipformer's skips on.
+        step: optimizer update passed to the encoder's schedules (`None`: final values).
+
+    Returns:
+        A dict: `logits [B, 33, 63]` (float32, teacher forced) and `encoded [B, T, dim]`;
+        with the cfg_2 heads `logits_bwd [B, 33, 63]` (backward decoder on the time-flipped
+        encoder output, training loss only) with its `targets_bwd` and `weights_bwd`
+        (`[B, 33]`, from `decoder.backward_targets`), and `confidence [B]` (float32 logit on
+        encoder frame 0); with `ctc_loss_weight > 0`, float32 `ctc_logits [B, T, 60]`.
     """
 
     def __init__(self, model: dict | None = None, decoder_mask: float = 0.0, seed: int = 0,

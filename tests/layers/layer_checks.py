@@ -26,7 +26,7 @@ def _serialized(value):
     return keras.saving.serialize_keras_object(value)
 
 
-def _constructor_arguments(cls):
+def constructor_arguments(cls):
     """`__init__` parameters of `cls` beyond those of `keras.layers.Layer` (name, dtype, ...)."""
     base = inspect.signature(keras.layers.Layer.__init__).parameters
     params = inspect.signature(cls.__init__).parameters.values()
@@ -35,7 +35,7 @@ def _constructor_arguments(cls):
 
 
 def _check_config(cls, init_kwargs):
-    params = _constructor_arguments(cls)
+    params = constructor_arguments(cls)
     names = [p.name for p in params]
     assert sorted(init_kwargs) == sorted(names), (
         f"{cls.__name__}: the case must pass exactly the constructor arguments {names}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 
 import keras
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 import asl_keras.layers
 from asl_keras.layers.zipformer import swoosh_l, swoosh_r
-from tests.layers.layer_checks import run_layer_test
+from tests.layers.layer_checks import constructor_arguments, run_layer_test
 
 B, T = 2, 6
 
@@ -150,3 +151,24 @@ def test_layer(name):
     run_layer_test(LAYERS[name], init_kwargs, inputs, expected_output_shape=shape,
                    expected_trainable_weights=trainable,
                    expected_non_trainable_weights=non_trainable, expected_output_dtype=dtype)
+
+
+DOCSTRING_SECTIONS = ("Args:", "Call arguments:", "Returns:")
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_docstring(name):
+    """keras-hub's convention: a description, then `Args:` with one `name:` entry per
+    constructor argument, `Call arguments:` and `Returns:`, in that order."""
+    cls = LAYERS[name]
+    doc = inspect.cleandoc(cls.__doc__ or "")  # a class's own __doc__: never inherited
+    lines = doc.splitlines()
+    found = [next((i for i, line in enumerate(lines) if line == section), None)
+             for section in DOCSTRING_SECTIONS]
+    assert None not in found and found == sorted(found) and found[0] > 0, (
+        f"{name}: the docstring needs a description, then the sections "
+        f"{DOCSTRING_SECTIONS} in that order, each on a line of its own")
+    args = "\n".join(lines[found[0] + 1:found[1]])
+    missing = [p.name for p in constructor_arguments(cls)
+               if not re.search(rf"^\s+{p.name}:", args, re.MULTILINE)]
+    assert not missing, f"{name}: no `Args:` entry for {missing}"
