@@ -4,7 +4,8 @@
 `VARIANTS` on the same synthetic data (`configs/ablation.yaml`), for the same number of steps
 and at about the same encoder parameter count, with each seed, then prints a table of the
 validation score (mean over seeds), training throughput and TFLite latency, and writes it to
-`bench_out/ablation.md` and into README.md between the ablation markers.
+`bench_out/ablation.md`; with `--update-readme` also into the repository's README.md between
+the ablation markers.
 
 Variants (each adds to the one before, except that (a) is the reference):
 (a) the 1st-place Squeezeformer encoder;
@@ -29,7 +30,11 @@ import pandas as pd
 
 from asl_keras import config
 
-BASE_CONFIG = "configs/ablation.yaml"
+# The checkout this package sits in, not the working directory: its config and README belong
+# to the code that runs them.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE_CONFIG = os.path.join(REPO, "configs", "ablation.yaml")
+README = os.path.join(REPO, "README.md")
 RUNS_DIR = os.path.join("runs", "ablation")
 MARK_START, MARK_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
 
@@ -117,7 +122,7 @@ def table(runs: list[dict], latency: dict[str, float], params: dict[str, int]) -
     return "\n".join(lines)
 
 
-def write_readme(text: str, readme: str = "README.md") -> bool:
+def write_readme(text: str, readme: str = README) -> bool:
     """Replace the block between the ablation markers of the README; False if no markers."""
     if not os.path.exists(readme):
         return False
@@ -133,7 +138,9 @@ def write_readme(text: str, readme: str = "README.md") -> bool:
 
 
 def run(seeds=(0, 1), epochs: int | None = None, variants=tuple(VARIANTS),
-        out_dir: str = "bench_out") -> str:
+        out_dir: str = "bench_out", update_readme: bool = False) -> str:
+    """Train and time `variants` with each seed; returns the table, written to
+    `out_dir/ablation.md` and, with `update_readme`, into the README between its markers."""
     runs, latency, params = [], {}, {}
     for key in variants:
         for seed in seeds:
@@ -149,6 +156,7 @@ def run(seeds=(0, 1), epochs: int | None = None, variants=tuple(VARIANTS),
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "ablation.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
-    if write_readme(text):
-        print("README.md ablation table updated")
+    if update_readme:
+        print("README.md ablation table updated" if write_readme(text, README)
+              else f"{README} has no ablation markers: not updated")
     return text

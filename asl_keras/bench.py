@@ -9,6 +9,7 @@
                                      [--members 1 2] [--threads 1 2] [--checkpoints A B]
     python -m asl_keras.bench clips --tflite A.tflite [B.tflite] --records DIR [--clips 200]
     python -m asl_keras.bench ablation [--seeds 0 1] [--epochs N] [--variants a b c d e]
+                                       [--update-readme]
 """
 
 from __future__ import annotations
@@ -409,7 +410,8 @@ def bench_clips(args) -> list[dict]:
 def bench_ablation(args) -> list[dict]:
     from asl_keras import ablation
 
-    print(ablation.run(seeds=args.seeds, epochs=args.epochs, variants=args.variants))
+    print(ablation.run(seeds=args.seeds, epochs=args.epochs, variants=args.variants,
+                       update_readme=args.update_readme))
     return []
 
 
@@ -461,6 +463,8 @@ def main(argv=None) -> int:
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     a.add_argument("--epochs", type=int, help="override the ablation config's epochs")
     a.add_argument("--variants", nargs="+", default=list("abcde"))
+    a.add_argument("--update-readme", action="store_true",
+                   help="also write the table into README.md between the ablation markers")
     args = p.parse_args(argv)
     os.makedirs(BENCH_DIR, exist_ok=True)
     rows = {"convert": bench_convert, "pipeline": bench_pipeline, "model": bench_model,

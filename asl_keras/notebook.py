@@ -1,7 +1,8 @@
 """What the notebooks in `notebooks/` share: paths, the demo data set and the training call.
 
-The notebooks run from `notebooks/` inside the repository (or wherever `ASL_KERAS_REPO`
-points) and write their results to `ASL_NOTEBOOK_OUT` (default `notebook_out/`).
+The notebooks find the repository in `ASL_KERAS_REPO` (default `..`: Jupyter starts them in
+`notebooks/`), reach its files by absolute paths whatever the working directory, and write their
+results to `ASL_NOTEBOOK_OUT` (default `notebook_out/` in the repository).
 """
 
 from __future__ import annotations
@@ -75,11 +76,17 @@ def install(repo: str, wheels: str | None = None) -> None:
 
 
 def setup(repo: str) -> str:
-    """Work from the repository root; returns the (created) absolute output folder."""
-    os.chdir(repo)
+    """The (created) absolute output folder: `ASL_NOTEBOOK_OUT`, else `notebook_out/` in
+    `repo`. The working directory stays as it is; repository files go through `in_repo`."""
     out = os.path.abspath(os.environ.get("ASL_NOTEBOOK_OUT", os.path.join(repo, "notebook_out")))
     os.makedirs(out, exist_ok=True)
     return out
+
+
+def in_repo(repo: str, path: str) -> str:
+    """`path` as a notebook parameter gives it: relative to the repository root `repo`, unless
+    absolute or a URL (`gs://...`), which stay as they are."""
+    return path if "://" in path else os.path.join(repo, path)
 
 
 def demo_data(out_dir: str) -> list[str]:

@@ -14,8 +14,8 @@ import export_tflite
 import train_tf
 from asl_keras import evaluate
 from asl_keras.data import convert
+from tests.paths import REPO
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Console script -> the function its documented command runs.
 COMMANDS = {
     "asl-train": train_tf.main,
@@ -28,7 +28,7 @@ COMMANDS = {
 def console_scripts() -> dict[str, str]:
     """setup.cfg's console scripts: name -> `module:function`."""
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read(os.path.join(ROOT, "setup.cfg"), encoding="utf-8")
+    parser.read(os.path.join(REPO, "setup.cfg"), encoding="utf-8")
     lines = parser["options.entry_points"]["console_scripts"].strip().splitlines()
     return dict((part.strip() for part in line.split("=", 1)) for line in lines)
 
@@ -60,7 +60,7 @@ def test_train_help_documents_the_exit_codes(capsys):
 @pytest.mark.parametrize("script", ["train_tf.py", "export_tflite.py"])
 def test_scripts_run_from_any_folder(script, tmp_path):
     """`python train_tf.py` / `python export_tflite.py` themselves call `main`."""
-    run = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], cwd=tmp_path,
+    run = subprocess.run([sys.executable, os.path.join(REPO, script), "--help"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("usage: ")
@@ -79,3 +79,17 @@ def test_export_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         export_tflite.main(argv)
     assert e.value.code == 2
+
+
+INSTALLED = {name: os.path.join(os.path.dirname(sys.executable), name) for name in COMMANDS}
+
+
+@pytest.mark.skipif(not all(map(os.path.exists, INSTALLED.values())),
+                    reason="the package is not installed in this environment (pip install -e .)")
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_installed_console_scripts_run(name, tmp_path):
+    """What pip put next to this interpreter (the fresh venv of .ci/run) runs from any folder."""
+    run = subprocess.run([INSTALLED[name], "--help"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: ")

@@ -7,14 +7,13 @@ import pytest
 import tensorflow as tf
 
 from asl_keras import config
+from tests.paths import CONFIGS, FIXTURES, config_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(ROOT, "configs")
 SHIPPED = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".yaml"))
 # Every shipped config resolved by the code and YAMLs from before `base:` existed (each file
 # then spelled out all its keys): the inheriting YAMLs must resolve to exactly these values.
-RESOLVED = os.path.join(ROOT, "tests", "fixtures", "resolved_configs.json")
-CFG_2 = os.path.join(CONFIGS, "cfg_2.yaml")
+RESOLVED = os.path.join(FIXTURES, "resolved_configs.json")
+CFG_2 = config_path("cfg_2.yaml")
 
 
 def write(folder, name: str, text: str) -> str:

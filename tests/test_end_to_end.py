@@ -16,14 +16,13 @@ import export_tflite
 from asl_keras import config
 from asl_keras.runtime import tf
 from asl_keras.training import run
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.paths import config_path
 
 
 @pytest.mark.slow
 def test_generate_convert_train_resume_export_in_ram(tmp_path, monkeypatch):
     base = f"ram://{uuid.uuid4().hex}"
-    demo = os.path.join(ROOT, "configs", "demo.yaml")
+    demo = config_path("demo.yaml")
     overrides = [f"data.kaggle_dir={base}/kaggle", f"data.records={base}/records",
                  "data.synthetic={train: 96, supplemental: 16, participants: 4, per_file: 48}",
                  f"train.runs_dir={base}/runs", "data.batch_size=16", "model.blocks=1",

@@ -12,8 +12,6 @@ constant within an update.
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 
@@ -22,25 +20,15 @@ from asl_keras.training.clipping import AdamW
 from asl_keras.training.scaled_adam import Eden, ScaledAdam
 
 
-@keras.saving.register_keras_serializable(package="asl_keras")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+def warmup_cosine(peak: float, warmup: int,
+                  total: int) -> keras.optimizers.schedules.CosineDecay:
     """Linear warmup 0 -> peak over `warmup` steps, then half a cosine to 0 at `total`.
 
-    `transformers.get_cosine_schedule_with_warmup(num_cycles=0.5)`.
+    `transformers.get_cosine_schedule_with_warmup(num_cycles=0.5)`. Keras counts the decay
+    steps after the warmup, and transformers too decays over at least 1 step.
     """
-
-    def __init__(self, peak: float, warmup: int, total: int):
-        self.peak, self.warmup, self.total = peak, warmup, total
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        warm = step / max(self.warmup, 1)
-        progress = (step - self.warmup) / max(self.total - self.warmup, 1)
-        cosine = 0.5 * (1.0 + ops.cos(math.pi * ops.clip(progress, 0.0, 1.0)))
-        return self.peak * ops.where(step < self.warmup, warm, cosine)
-
-    def get_config(self):
-        return {"peak": self.peak, "warmup": self.warmup, "total": self.total}
+    return keras.optimizers.schedules.CosineDecay(0.0, max(total - warmup, 1),
+                                                  warmup_target=peak, warmup_steps=warmup)
 
 
 @keras.saving.register_keras_serializable(package="asl_keras")
@@ -79,7 +67,7 @@ def make_schedule(train: config.Train, steps_per_epoch: int):
     if train.schedule == "eden":
         return Eden(train.learning_rate, train.eden_steps, train.eden_epochs, updates_per_epoch,
                     warmup_steps=warmup)
-    return WarmupCosine(train.learning_rate, warmup, int(train.epochs * updates_per_epoch))
+    return warmup_cosine(train.learning_rate, warmup, int(train.epochs * updates_per_epoch))
 
 
 def make_optimizer(train: config.Train, steps_per_epoch: int) -> keras.optimizers.Optimizer:

@@ -10,9 +10,10 @@ import tensorflow as tf
 
 from asl_keras import config, landmarks, vocab
 from asl_keras.data import augment
+from tests.paths import config_path
 
 L = 96  # buffer length
-CFG2 = config.load("configs/cfg_2.yaml").data.augment
+CFG2 = config.load(config_path("cfg_2.yaml")).data.augment
 DRAWS = 500
 
 

@@ -15,6 +15,7 @@ from asl_keras import vocab
 from asl_keras.data import convert, kaggle, records
 from asl_keras.landmarks import SELECTED_COLUMNS
 from tests.conftest import random_frames, write_parquet
+from tests.paths import checkout_env
 
 
 def read_all(out_dir) -> dict[int, dict]:
@@ -231,12 +232,33 @@ def test_zero_frame_sequence_cannot_hide(tiny_kaggle, tmp_path):
     assert m["totals"]["written"] + m["totals"]["skipped"] == m["totals"]["metadata_rows"]
 
 
+# The converter's command line, held in the middle of its second shard (one shard complete,
+# one sequence of the next written to its temporary file) until it is killed: the kill lands at
+# the same point however loaded the machine is.
+HELD_CONVERTER = """
+import sys, threading
+from asl_keras.data import convert, kaggle
+
+read, calls = kaggle.iter_file, []
+
+def iter_file(*args):
+    calls.append(args)
+    for i, seq in enumerate(read(*args)):
+        yield seq
+        if len(calls) == 2 and i == 0:
+            print("HELD", flush=True)
+            threading.Event().wait()
+
+kaggle.iter_file = iter_file
+sys.exit(convert.main(sys.argv[1:]))
+"""
+
+
 def test_killed_converter_resumes_to_identical_records(tmp_path):
-    """SIGKILL a real converter process after its first shard, rerun: same bytes, no loss."""
-    import signal
+    """SIGKILL a real converter process in its second shard, rerun: same bytes, no loss."""
+    import select
     import subprocess
     import sys
-    import time
 
     from asl_keras.data import synthetic
 
@@ -244,16 +266,19 @@ def test_killed_converter_resumes_to_identical_records(tmp_path):
     synthetic.generate(data, 64, 0, sequences_per_file=8, n_participants=4, seed=1)
     ref, out = tmp_path / "ref", tmp_path / "out"
     convert.convert(str(data), str(ref), workers=1, progress=False)
-    proc = subprocess.Popen([sys.executable, "-m", "asl_keras.data.convert", "--data-dir",
-                             str(data), "--out", str(out), "--workers", "1", "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list(out.glob("*.tfrecord.json")) and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(out.glob("*.tfrecord.json")))
-    assert 1 <= done < 8 and not (out / convert.MANIFEST).exists(), "not killed mid-run"
+    proc = subprocess.Popen([sys.executable, "-c", HELD_CONVERTER, "--data-dir", str(data),
+                             "--out", str(out), "--workers", "1", "--quiet"], cwd=tmp_path,
+                            env=checkout_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 300)
+        line = proc.stdout.readline() if ready else "(nothing in 300 s)"
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert line == "HELD\n", (line, err[-3000:])
+    assert len(list(out.glob("*.tfrecord.json"))) == 1 and len(list(out.glob("*.tmp-*"))) == 1
+    assert not (out / convert.MANIFEST).exists()
     convert.convert(str(data), str(out), workers=1, progress=False)
     assert sorted(os.listdir(out)) == sorted(os.listdir(ref))
     for name in os.listdir(ref):

@@ -11,11 +11,12 @@ import tensorflow as tf
 
 from asl_keras import config, vocab
 from asl_keras.data import convert, kaggle, pipeline, preprocess, records
+from tests.paths import config_path
 
 
 @pytest.fixture(scope="module")
 def data_cfg(synthetic_records):
-    cfg = config.load("configs/cfg_2.yaml").data
+    cfg = config.load(config_path("cfg_2.yaml")).data
     return dataclasses.replace(cfg, records=str(synthetic_records), fold=0, max_len=64,
                                buffer_len=128, batch_size=4, scores=None, shuffle_buffer=64)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 
@@ -12,17 +11,9 @@ import tensorflow as tf
 
 from asl_keras.data import preprocess
 from asl_keras.landmarks import layout_index
+from tests.paths import reference_fixtures
 
-HERE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ref1st")
-
-
-def fixture_paths(prefix: str) -> list[str]:
-    """Project fixtures plus any in the folder named by ASL_REF_FIXTURES."""
-    dirs = [HERE] + ([os.environ["ASL_REF_FIXTURES"]] if os.environ.get("ASL_REF_FIXTURES") else [])
-    return sorted(p for d in dirs for p in glob.glob(os.path.join(d, f"{prefix}_*.npz")))
-
-
-PREPROCESS_FIXTURES = fixture_paths("preprocess")
+PREPROCESS_FIXTURES = reference_fixtures("preprocess")
 
 
 def test_all_four_reference_lengths_are_present():

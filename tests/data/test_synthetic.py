@@ -16,6 +16,7 @@ import pytest
 
 from asl_keras import landmarks, resources, vocab
 from asl_keras.data import synthetic
+from tests.paths import checkout_env
 
 ARGS = dict(n_train=10, n_supplemental=7, sequences_per_file=4, n_participants=5, seed=3)
 SPLITS = (("train.csv", "train_landmarks"), ("supplemental_metadata.csv", "supplemental_landmarks"))
@@ -315,7 +316,8 @@ def test_cli(tmp_path, capsys):
 def test_module_does_not_import_tensorflow():
     code = ("import sys, asl_keras.data.synthetic; "
             "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], env=checkout_env(),
+                          check=False).returncode == 0
 
 
 # --- the signal -----------------------------------------------------------------------------

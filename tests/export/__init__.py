@@ -1,5 +1,6 @@
-"""Shared fixtures of the export tests: tiny random checkpoints, rigged so that token
-comparisons mean something, and their fp32/fp16 exports (converted once per session).
+"""What the export tests share: the tiny config and the rig that makes its random checkpoints
+worth comparing token by token (the session fixtures that make and export them once are in
+`conftest.py`).
 
 Why rig: a randomly initialised decoder ignores its input (the positional and token paths
 dominate the residual stream, so every clip decodes to the same 33 characters) and its 63
@@ -18,24 +19,20 @@ little, and rare flips would make tests flaky. `rig` therefore
 from __future__ import annotations
 
 import math
-import os
 
-import keras
 import numpy as np
 import yaml
 
-from asl_keras import config, vocab
+from asl_keras import vocab
 from asl_keras.data import preprocess
 from asl_keras.export import tflite
 from asl_keras.inference import MIN_CONFIDENCE
-from asl_keras.models.recognizer import build_recognizer
 
 TINY = {"name": "tiny", "data": {"max_len": 96},
         "model": {"encoder": "zipformer", "dim": 32, "blocks": 1, "ffn_dims": [24, 32, 40],
                   "kernel_size": 9, "decoder_layers": 1, "decoder_ffn": 64}}
 LETTERS = [vocab.CHAR_TO_ID[c] for c in "abcdefghijkl"]
 CALIBRATION_CLIPS = 40  # `tflite.sample_sequences(40)` (seed 0): the clips the rig is tuned on
-_CACHE: dict = {}
 
 
 def write_config(path, values=TINY) -> str:
@@ -74,54 +71,3 @@ def rig(models) -> None:
     for model in models:
         bias = model.confidence_head.bias
         bias.assign(bias + shift)
-
-
-def _root(tmp_path_factory) -> str:
-    root = tmp_path_factory.getbasetemp() / "export"
-    root.mkdir(exist_ok=True)
-    return str(root)
-
-
-def checkpoints(tmp_path_factory) -> tuple[str, list[str]]:
-    """(config path, 2 rigged `.weights.h5`), made once per session."""
-    if "checkpoints" not in _CACHE:
-        root = _root(tmp_path_factory)
-        # data.records names a folder that does not exist: exports check on synthetic clips
-        # unless a test gives records, whatever the working directory holds
-        values = {**TINY, "data": {**TINY["data"], "records": os.path.join(root, "no-records")}}
-        cfg_path = write_config(os.path.join(root, "tiny.yaml"), values)
-        models = []
-        for seed in (0, 1):
-            keras.utils.set_random_seed(seed)
-            models.append(build_recognizer(config.load(cfg_path)))
-        rig(models)
-        paths = []
-        for seed, model in enumerate(models):
-            paths.append(os.path.join(root, f"tiny_{seed}.weights.h5"))
-            model.save_weights(paths[-1])
-        _CACHE["checkpoints"] = cfg_path, paths
-    return _CACHE["checkpoints"]
-
-
-def exported(tmp_path_factory, fp16: bool) -> str:
-    """Folder with model.tflite + inference_args.json + submission.zip of the rigged ensemble.
-
-    fp32 goes through the command line (`export_tflite.main`, parity on 20 synthetic clips
-    included); fp16 through `tflite.export` without the built-in parity (its bars are for
-    trained models; the fp16 test measures agreement itself).
-    """
-    import export_tflite
-
-    key = ("exported", fp16)
-    if key not in _CACHE:
-        cfg_path, paths = checkpoints(tmp_path_factory)
-        out = os.path.join(_root(tmp_path_factory), "fp16" if fp16 else "fp32")
-        if fp16:
-            tflite.export(cfg_path, paths, out, fp16=True, make_submission=True,
-                          check_clips=0)
-        else:
-            assert export_tflite.main(["--config", cfg_path, "--checkpoints", *paths,
-                                       "--out", out, "--no-fp16", "--submission",
-                                       "--check-clips", "20"]) == 0
-        _CACHE[key] = out
-    return _CACHE[key]

@@ -15,13 +15,15 @@ from asl_keras import config, reference
 from asl_keras.export import tflite
 from asl_keras.models.recognizer import build_recognizer
 from tests.export import write_config
-from tests.models.test_recognizer import HERE, model_config
+from tests.models.test_recognizer import model_config
+from tests.paths import REF1ST, config_path
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ANCHORS = os.path.join(REPO, "..", "shared", "anchors")
+# The 1st place's own full-size files, not part of the repository: a folder named by
+# ASL_REF_ANCHORS (like ASL_REF_FIXTURES for further reference cases).
+ANCHORS = os.environ.get("ASL_REF_ANCHORS", "")
 ANCHOR_STATE_DICTS = [os.path.join(ANCHORS, f"ref1st_cfg2_seed{s}_state_dict_fp16.npz")
                       for s in (0, 1)]
-SMALL_CFG2 = os.path.join(HERE, "model_mdl2_small_seed0.npz")  # keys under the fixtures' sd/
+SMALL_CFG2 = os.path.join(REF1ST, "model_mdl2_small_seed0.npz")  # keys under the fixtures' sd/
 
 
 class FakeTensor:
@@ -134,13 +136,13 @@ def test_torch_saved_wrapped_checkpoint_loads(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not all(map(os.path.exists, ANCHOR_STATE_DICTS)),
-                    reason="the 1st place's cfg_2 state_dicts (../shared/anchors next to the "
-                           "repository) are not present")
+@pytest.mark.skipif(not ANCHORS or not all(map(os.path.exists, ANCHOR_STATE_DICTS)),
+                    reason="the 1st place's cfg_2 state_dicts (in the folder ASL_REF_ANCHORS "
+                           "names) are not present")
 def test_the_first_places_cfg2_pair_loads_into_cfg_2_squeezeformer():
     """Full-size cfg_2 state_dicts (learned tensors float16) -> two float32 Recognizers, as
     `export_tflite.py --config configs/cfg_2_squeezeformer.yaml --checkpoints a b` loads them."""
-    cfg = config.load(os.path.join(REPO, "configs", "cfg_2_squeezeformer.yaml"))
+    cfg = config.load(config_path("cfg_2_squeezeformer.yaml"))
     models = tflite.load_models(cfg, ANCHOR_STATE_DICTS)
     for model, path in zip(models, ANCHOR_STATE_DICTS, strict=True):
         state = reference.load_state_dict(path)
@@ -158,9 +160,10 @@ ANCHOR_ARGS = os.path.join(ANCHORS, "ref1st_inference_args.json")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not all(map(os.path.exists, [*ANCHOR_STATE_DICTS, ANCHOR_GRAPH, ANCHOR_ARGS])),
-                    reason="the 1st place's cfg_2 pair and its own TFLite graph (../shared/anchors "
-                           "next to the repository) are not present")
+@pytest.mark.skipif(not ANCHORS or not all(map(os.path.exists, [*ANCHOR_STATE_DICTS,
+                                                                 ANCHOR_GRAPH, ANCHOR_ARGS])),
+                    reason="the 1st place's cfg_2 pair and its own TFLite graph (in the folder "
+                           "ASL_REF_ANCHORS names) are not present")
 def test_the_exported_first_place_pair_decodes_what_its_own_graph_decodes():
     """The two state_dicts imported and exported by this project against the graph the
     1st place's own script converted from them: the same strings on clips of 15-384 frames,
@@ -173,7 +176,7 @@ def test_the_exported_first_place_pair_decodes_what_its_own_graph_decodes():
     # characters late in a phrase.
     from asl_keras import landmarks
 
-    cfg = config.load(os.path.join(REPO, "configs", "cfg_2_squeezeformer.yaml"))
+    cfg = config.load(config_path("cfg_2_squeezeformer.yaml"))
     ours = tflite.runner(tflite.convert(tflite.load_models(cfg, ANCHOR_STATE_DICTS),
                                         cfg.data.max_len, fp16=False))
     theirs = tflite.runner(ANCHOR_GRAPH)

@@ -1,7 +1,7 @@
 """The export's TFLite-vs-Keras check on the user's clips, what a failed export leaves behind,
 and paths through `tf.io.gfile`.
 
-The models are the tiny rigged ensemble of `tests.export`; the clips come from the
+The models are the tiny rigged ensemble (`conftest.py`); the clips come from the
 `synthetic_records` conversion (fold 0 holds 17 competition-train clips). The rigged models
 decode most of those clips to clip-dependent strings, so the check has something to judge,
 while their score against the true phrases is poor: the check compares TFLite with Keras, not
@@ -23,7 +23,6 @@ from asl_keras import config, evaluate, landmarks, vocab
 from asl_keras.data import pipeline, records
 from asl_keras.export import submission, tflite
 from asl_keras.training.metrics import normalized_total
-from tests.export import checkpoints, exported
 
 CLIPS = 16
 
@@ -67,9 +66,9 @@ def test_clips_come_from_given_records_then_the_configs_then_synthetic(synthetic
         tflite.choose_clips(here, str(tmp_path), 4)
 
 
-def test_export_checks_on_the_records_and_says_so(tmp_path_factory, synthetic_records,
+def test_export_checks_on_the_records_and_says_so(checkpoints, synthetic_records,
                                                    tmp_path, capsys):
-    cfg_path, paths = checkpoints(tmp_path_factory)
+    cfg_path, paths = checkpoints
     out = tmp_path / "out"
     assert export_tflite.main(["--config", cfg_path, "--checkpoints", *paths, "--out", str(out),
                                "--no-fp16", "--records", str(synthetic_records),
@@ -82,8 +81,8 @@ def test_export_checks_on_the_records_and_says_so(tmp_path_factory, synthetic_re
     assert finished_files(out) == [submission.ARGS_FILE, submission.MODEL_FILE]
 
 
-def test_check_scores_both_against_the_true_phrases(tmp_path_factory, synthetic_records):
-    cfg_path, paths = checkpoints(tmp_path_factory)
+def test_check_scores_both_against_the_true_phrases(checkpoints, synthetic_records):
+    cfg_path, paths = checkpoints
     cfg = config.load(cfg_path)
     models = tflite.load_models(cfg, paths)
     clips = tflite.record_clips(str(synthetic_records), 0, CLIPS)
@@ -97,13 +96,12 @@ def test_check_scores_both_against_the_true_phrases(tmp_path_factory, synthetic_
     assert check.decoded >= tflite.MIN_DECODED
 
 
-def test_fp16_passes_on_the_records(tmp_path_factory, synthetic_records):
+def test_fp16_passes_on_the_records(checkpoints, fp16, synthetic_records):
     """The rigged ensemble's fp16 file, whose strings differ from Keras' on some clips (its
     near-tie tokens flip), stays within the fp16 bound on the score."""
-    cfg_path, paths = checkpoints(tmp_path_factory)
+    cfg_path, paths = checkpoints
     cfg = config.load(cfg_path)
-    with open(os.path.join(exported(tmp_path_factory, fp16=True), submission.MODEL_FILE),
-              "rb") as f:
+    with open(os.path.join(fp16, submission.MODEL_FILE), "rb") as f:
         model = f.read()
     clips = tflite.record_clips(str(synthetic_records), 0, CLIPS)
     check = tflite.check_parity(model, tflite.load_models(cfg, paths), cfg.data.max_len, clips,
@@ -111,12 +109,12 @@ def test_fp16_passes_on_the_records(tmp_path_factory, synthetic_records):
     assert abs(check.difference) <= tflite.SCORE_BOUND[True] and check.limit == 0.005
 
 
-def test_a_broken_conversion_fails_and_leaves_no_finished_file(tmp_path_factory,
+def test_a_broken_conversion_fails_and_leaves_no_finished_file(checkpoints,
                                                                synthetic_records, tmp_path,
                                                                monkeypatch):
     """The TFLite model is converted from the same checkpoints with the decoder's letter columns
     rotated, as a conversion that mixed up weights would."""
-    cfg_path, paths = checkpoints(tmp_path_factory)
+    cfg_path, paths = checkpoints
     convert = tflite.convert
 
     def broken(models, max_len, fp16=True):
@@ -138,11 +136,11 @@ def test_a_broken_conversion_fails_and_leaves_no_finished_file(tmp_path_factory,
     assert os.listdir(out) == [submission.FAILED_MODEL_FILE]
 
 
-def test_a_too_weak_model_is_not_judged_and_the_message_says_how_to_skip(tmp_path_factory,
+def test_a_too_weak_model_is_not_judged_and_the_message_says_how_to_skip(checkpoints,
                                                                          synthetic_records,
                                                                          tmp_path):
     """A confidence head that is never sure: every clip gets the dummy phrase."""
-    cfg_path, paths = checkpoints(tmp_path_factory)
+    cfg_path, paths = checkpoints
     weak = tflite.load_models(config.load(cfg_path), paths)
     weak_paths = []
     for i, model in enumerate(weak):
@@ -161,9 +159,9 @@ def test_a_too_weak_model_is_not_judged_and_the_message_says_how_to_skip(tmp_pat
     assert sorted(os.listdir(out)) == [submission.ARGS_FILE, submission.MODEL_FILE]  # no FAILED
 
 
-def test_export_reads_and_writes_only_through_gfile(tmp_path_factory, tmp_path, monkeypatch):
+def test_export_reads_and_writes_only_through_gfile(checkpoints, tmp_path, monkeypatch):
     """Checkpoints under ram://, output to ram://: the working directory stays empty."""
-    cfg_path, paths = checkpoints(tmp_path_factory)
+    cfg_path, paths = checkpoints
     root = f"ram://{tmp_path.name}"
     tf.io.gfile.makedirs(f"{root}/runs")
     remote = []

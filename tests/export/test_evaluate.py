@@ -11,7 +11,6 @@ import pytest
 from asl_keras import evaluate, landmarks
 from asl_keras.data import folds, kaggle, synthetic
 from asl_keras.export import submission
-from tests.export import checkpoints, exported
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +21,12 @@ def kaggle_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return os.path.join(exported(tmp_path_factory, fp16=False), submission.MODEL_FILE)
+def model(fp32):
+    return os.path.join(fp32, submission.MODEL_FILE)
 
 
-def test_tflite_and_keras_scorers_agree(kaggle_dir, model, tmp_path_factory):
-    cfg_path, paths = checkpoints(tmp_path_factory)
+def test_tflite_and_keras_scorers_agree(kaggle_dir, model, checkpoints):
+    cfg_path, paths = checkpoints
     lite, keras_ = evaluate.evaluate(kaggle_dir, model, cfg_path, paths)
     assert len(lite.predictions) == 16  # every competition-train row, no supplemental one
     assert abs(lite.score - keras_.score) <= 0.002

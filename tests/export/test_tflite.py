@@ -1,7 +1,7 @@
 """TFLite export: parity with Keras, robustness, contract checks, package, size.
 
-The tiny rigged ensemble and its exports come from `tests.export` (converted once per session;
-see its docstring for why and how the random models are rigged).
+The tiny rigged ensemble and its exports are session fixtures (`conftest.py`; see
+`tests/export/__init__.py` for why and how the random models are rigged).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from asl_keras.export import submission, tflite
 from asl_keras.inference import MIN_FRAMES
 from asl_keras.models.recognizer import build_recognizer
 from asl_keras.training.metrics import normalized_total
-from tests.export import TINY, checkpoints, exported, write_config
+from tests.export import TINY, write_config
+from tests.paths import config_path
 
 MAX_LEN = TINY["data"]["max_len"]
 INTERPRETERS = {"tf.lite": tf.lite.Interpreter, "ai_edge_litert": LiteRTInterpreter}
@@ -36,18 +37,8 @@ FP16_MIN_AGREEMENT = 0.95
 
 
 @pytest.fixture(scope="module")
-def fp32(tmp_path_factory):
-    return exported(tmp_path_factory, fp16=False)
-
-
-@pytest.fixture(scope="module")
-def fp16(tmp_path_factory):
-    return exported(tmp_path_factory, fp16=True)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    cfg_path, paths = checkpoints(tmp_path_factory)
+def models(checkpoints):
+    cfg_path, paths = checkpoints
     return tflite.load_models(config.load(cfg_path), paths)
 
 
@@ -148,7 +139,7 @@ def test_size_limit_fails_loudly(fp32):
         tflite.check_contract(model, size_limit=len(model) - 1)
 
 
-def test_command_line_reports_a_broken_contract(fp32, tmp_path_factory, tmp_path, monkeypatch,
+def test_command_line_reports_a_broken_contract(fp32, checkpoints, tmp_path, monkeypatch,
                                                 capsys):
     """Exit code 1 and the reason, and only `model.FAILED.tflite` is written; the conversion is
     replaced by the finished fp32 model."""
@@ -156,7 +147,7 @@ def test_command_line_reports_a_broken_contract(fp32, tmp_path_factory, tmp_path
         model = f.read()
     monkeypatch.setattr(tflite, "convert", lambda *args, **kwargs: model)
     monkeypatch.setattr(tflite, "SIZE_LIMIT", len(model) // 2)
-    cfg_path, paths = checkpoints(tmp_path_factory)
+    cfg_path, paths = checkpoints
     code = export_tflite.main(["--config", cfg_path, "--checkpoints", *paths, "--out",
                                str(tmp_path), "--submission"])
     assert code == 1
@@ -210,16 +201,16 @@ def test_models_are_rebuilt_under_float32(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config_path", ["configs/cfg_2.yaml", "configs/cfg_2_squeezeformer.yaml"])
-def test_full_size_two_model_ensembles_fit_in_40_mb(config_path, tmp_path):
-    cfg = config.load(config_path)
+@pytest.mark.parametrize("name", ["cfg_2.yaml", "cfg_2_squeezeformer.yaml"])
+def test_full_size_two_model_ensembles_fit_in_40_mb(name, tmp_path):
+    cfg = config.load(config_path(name))
     paths = []
     for seed in (0, 1):
         keras.utils.set_random_seed(seed)
         paths.append(str(tmp_path / f"{seed}.weights.h5"))
         build_recognizer(cfg).save_weights(paths[-1])
-    result = tflite.export(config_path, paths, str(tmp_path / "out"), check_clips=0)
-    print(f"{config_path}: {result.size_bytes / 1e3:,.0f} kB, converted in "
+    result = tflite.export(config_path(name), paths, str(tmp_path / "out"), check_clips=0)
+    print(f"{name}: {result.size_bytes / 1e3:,.0f} kB, converted in "
           f"{result.convert_seconds:.0f} s")
     assert result.fp16 and result.size_bytes < tflite.SIZE_LIMIT
 

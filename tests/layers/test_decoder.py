@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -24,11 +23,10 @@ from asl_keras.layers.decoder import (
     uncached_greedy_decode,
 )
 from asl_keras.vocab import EOS, LABEL_LEN, PAD, SOS, VOCAB_SIZE
+from tests.paths import REF1ST, reference_fixtures
 
-HERE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ref1st")
-DIRS = [HERE] + ([os.environ["ASL_REF_FIXTURES"]] if os.environ.get("ASL_REF_FIXTURES") else [])
-MODEL_FIXTURES = sorted(p for d in DIRS for p in glob.glob(os.path.join(d, "model_*.npz")))
-B_FIXTURE = os.path.join(HERE, "model_mdl2_small_seed0.npz")
+MODEL_FIXTURES = reference_fixtures("model")
+B_FIXTURE = os.path.join(REF1ST, "model_mdl2_small_seed0.npz")
 TOL = dict(atol=1e-4, rtol=1e-4)
 
 

@@ -10,17 +10,16 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.paths import REPO, checkout_env, config_path
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                     reason="jax is not installed (it comes with the test extra)")
 def test_full_size_models_build_run_and_differentiate_on_jax_without_tensorflow():
-    configs = ["configs/cfg_2.yaml", "configs/cfg_2_squeezeformer.yaml"]
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    configs = [config_path("cfg_2.yaml"), config_path("cfg_2_squeezeformer.yaml")]
+    env = checkout_env({**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
     done = subprocess.run([sys.executable, "-m", "tests.models.backend_check", *configs],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert [r["config"] for r in results] == configs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 
@@ -12,10 +11,9 @@ import pytest
 
 from asl_keras import config, reference, vocab
 from asl_keras.models.recognizer import Recognizer, build_recognizer
+from tests.paths import config_path, reference_fixtures
 
-HERE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ref1st")
-DIRS = [HERE] + ([os.environ["ASL_REF_FIXTURES"]] if os.environ.get("ASL_REF_FIXTURES") else [])
-MODEL_FIXTURES = sorted(p for d in DIRS for p in glob.glob(os.path.join(d, "model_*.npz")))
+MODEL_FIXTURES = reference_fixtures("model")
 
 
 def model_config(settings: dict) -> dict:
@@ -128,10 +126,10 @@ def test_save_and_load_give_identical_outputs(fixture, tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-@pytest.mark.parametrize("path,expected", [("configs/cfg_1.yaml", 2_515_040),
-                                           ("configs/cfg_2_squeezeformer.yaml", 9_736_305)])
-def test_full_size_parameter_counts_equal_the_reference(path, expected):
-    model = build_recognizer(config.load(path))
+@pytest.mark.parametrize("name,expected", [("cfg_1.yaml", 2_515_040),
+                                           ("cfg_2_squeezeformer.yaml", 9_736_305)])
+def test_full_size_parameter_counts_equal_the_reference(name, expected):
+    model = build_recognizer(config.load(config_path(name)))
     assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == expected
 
 

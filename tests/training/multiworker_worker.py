@@ -21,6 +21,7 @@ import tensorflow as tf
 from asl_keras import config
 from asl_keras.training import strategy as strategies
 from asl_keras.training import trainer
+from tests.paths import config_path
 
 GLOBAL_BATCH = 8
 
@@ -35,7 +36,7 @@ def main(records: str, runs_dir: str, steps: int) -> None:
     strategy = (strategies.pick_strategy("auto") if "TF_CONFIG" in os.environ
                 else single_process_two_replicas())
     replicas = strategy.num_replicas_in_sync
-    cfg = config.load("configs/cfg_2_squeezeformer.yaml", [
+    cfg = config.load(config_path("cfg_2_squeezeformer.yaml"), [
         f"data.records={records}", "data.max_len=32", "data.buffer_len=64",
         f"data.batch_size={GLOBAL_BATCH // replicas}", "data.scores=null", "model.dim=16",
         "model.blocks=1", "model.decoder_ffn=32", "model.kernel_size=5", "model.dropout=0.0",

@@ -13,10 +13,11 @@ import sys
 from asl_keras import config
 from asl_keras.data import pipeline
 from asl_keras.training import run
+from tests.paths import config_path
 
 
 def main(kaggle_dir: str, records: str) -> None:
-    cfg = config.load("configs/demo.yaml", [
+    cfg = config.load(config_path("demo.yaml"), [
         f"data.kaggle_dir={kaggle_dir}", f"data.records={records}",
         "data.synthetic={train: 12, supplemental: 4, participants: 4, per_file: 4, seed: 1}"])
     run.prepare_records(cfg)

@@ -1,10 +1,12 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from asl_keras.training import metrics
+from tests.paths import REF1ST
 
-CASES = json.load(open("tests/fixtures/ref1st/metric_cases.json"))
+CASES = json.loads(Path(REF1ST, "metric_cases.json").read_text(encoding="utf-8"))
 
 
 def test_official_and_reference_scores_match_the_fixture():

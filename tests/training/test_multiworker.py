@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.paths import REPO, checkout_env, config_path
 
 
 def free_ports(n):
@@ -28,12 +28,11 @@ def free_ports(n):
 
 
 def launch(records, runs_dir, steps, tf_config=None):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env = checkout_env({k: v for k, v in os.environ.items() if k != "TF_CONFIG"})
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
     return subprocess.Popen([sys.executable, "-m", "tests.training.multiworker_worker",
-                             str(records), str(runs_dir), str(steps)], cwd=ROOT, env=env,
+                             str(records), str(runs_dir), str(steps)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -73,10 +72,11 @@ def train_worker(records, runs_dir, epochs, index, cluster, resume=False):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker",
                                                                 "index": index}})
-    cmd = [sys.executable, "train_tf.py", "--config", "configs/cfg_2_squeezeformer.yaml",
+    cmd = [sys.executable, os.path.join(REPO, "train_tf.py"), "--config",
+           config_path("cfg_2_squeezeformer.yaml"),
            *TINY_RUN, f"data.records={records}", f"train.runs_dir={runs_dir}",
            f"train.epochs={epochs}"] + (["--resume", "--force-resume"] if resume else [])
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -114,12 +114,11 @@ def test_killing_a_worker_gives_a_clear_error_and_the_run_resumes(synthetic_reco
 
 def prepare_worker(kaggle_dir, records, index, cluster):
     """A process that prepares the records as worker `index` of `cluster` (no training)."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env = checkout_env({k: v for k, v in os.environ.items() if k != "TF_CONFIG"})
     env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker",
                                                                 "index": index}})
     return subprocess.Popen([sys.executable, "-m", "tests.training.prepare_records_worker",
-                             str(kaggle_dir), str(records)], cwd=ROOT, env=env,
+                             str(kaggle_dir), str(records)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -178,10 +177,11 @@ def test_a_worker_without_its_chief_stops_waiting_with_a_clear_error(tmp_path, m
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["host0:2222",
                                                                        "host1:2222"]},
                                                 "task": {"type": "worker", "index": 1}}))
-    cfg = config.load("configs/demo.yaml", [f"data.kaggle_dir={tmp_path}/kaggle",
-                                            f"data.records={tmp_path}/records",
-                                            "data.records_wait=0.5", "data.synthetic.train=8",
-                                            "data.synthetic.supplemental=0"])
+    cfg = config.load(config_path("demo.yaml"), [f"data.kaggle_dir={tmp_path}/kaggle",
+                                                 f"data.records={tmp_path}/records",
+                                                 "data.records_wait=0.5",
+                                                 "data.synthetic.train=8",
+                                                 "data.synthetic.supplemental=0"])
     start = time.monotonic()
     with pytest.raises(FileNotFoundError) as e:
         run.prepare_records(cfg)

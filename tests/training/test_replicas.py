@@ -12,11 +12,12 @@ import tensorflow as tf
 from asl_keras import config, vocab
 from asl_keras.data import pipeline
 from asl_keras.training import clipping, optimizers, trainer
+from tests.paths import config_path
 from tests.training.test_clipping import assert_in_sync, assert_same, copies, mirrored
 
 
 def load(name: str, records, runs, *overrides: str) -> config.Config:
-    return config.load(f"configs/{name}.yaml", [f"data.records={records}", "data.scores=null",
+    return config.load(config_path(f"{name}.yaml"), [f"data.records={records}", "data.scores=null",
                                                 "data.max_len=32", f"train.runs_dir={runs}",
                                                 *overrides])
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from asl_keras import config
-from asl_keras.training.optimizers import WarmupCosine, make_optimizer
+from asl_keras.training.optimizers import make_optimizer
 from asl_keras.training.scaled_adam import Eden, ScaledAdam
 
 
@@ -114,6 +114,6 @@ def test_config_selects_optimizer_and_schedule():
     assert isinstance(opt, ScaledAdam) and isinstance(schedule_of(opt), Eden)
     reference = make_optimizer(config.Train(), steps_per_epoch=10)
     assert isinstance(reference, keras.optimizers.AdamW)
-    assert isinstance(schedule_of(reference), WarmupCosine)
+    assert isinstance(schedule_of(reference), keras.optimizers.schedules.CosineDecay)
     with pytest.raises(config.ConfigError, match="train.optimizer"):
         config.from_dict(config.Train, {"optimizer": "sgd"}, "train")

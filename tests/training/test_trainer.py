@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from asl_keras import config
 from asl_keras.training import optimizers, run, strategy, trainer
+from tests.paths import config_path
 
 
 def tiny_overrides(records, tmp_path, **train) -> list[str]:
@@ -31,7 +32,7 @@ def tiny_overrides(records, tmp_path, **train) -> list[str]:
 
 
 def tiny_config(records, tmp_path, **train) -> config.Config:
-    return config.load("configs/cfg_2_squeezeformer.yaml",
+    return config.load(config_path("cfg_2_squeezeformer.yaml"),
                        tiny_overrides(records, tmp_path, **train))
 
 
@@ -317,15 +318,34 @@ def test_resuming_with_other_steps_per_epoch_is_refused_unless_forced(synthetic_
     assert [r["epoch"] for r in history(forced.dir)] == ["1"]
 
 
-def test_warmup_cosine_schedule():
-    s = optimizers.WarmupCosine(1.0, warmup=10, total=110)
-    assert float(s(0)) == 0.0 and float(s(5)) == pytest.approx(0.5)
-    assert float(s(10)) == pytest.approx(1.0) and float(s(60)) == pytest.approx(0.5)
-    assert float(s(110)) == pytest.approx(0.0, abs=1e-7)
+def transformers_cosine(peak: float, warmup: int, total: int, step: int) -> float:
+    """`transformers.get_cosine_schedule_with_warmup(num_cycles=0.5)` at `step`, in float64."""
+    if step < warmup:
+        return peak * step / max(warmup, 1)
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return peak * 0.5 * (1.0 + np.cos(np.pi * progress))
+
+
+@pytest.mark.parametrize("peak,warmup,total", [(1.0, 10, 110), (4.5e-3, 937, 9375),
+                                               (2e-3, 0, 50), (1e-3, 7, 7), (1e-3, 9, 5),
+                                               (1e-3, 1, 2)])
+def test_warmup_cosine_is_the_transformers_schedule(peak, warmup, total):
+    """At the edges of the warmup and of the decay, past the end, and at 200 steps between;
+    eagerly and in a graph at an int64 step (the optimizer's counter)."""
+    steps = sorted({0, 1, max(warmup - 1, 0), warmup, warmup + 1, (warmup + total) // 2,
+                    total - 1, total, total + 1, 3 * total + 5,
+                    *np.linspace(0, total + 10, 200).astype(int).tolist()})
+    s = optimizers.warmup_cosine(peak, warmup, total)
+    graph = tf.function(s)
+    expected = [transformers_cosine(peak, warmup, total, step) for step in steps]
+    np.testing.assert_allclose([float(s(step)) for step in steps], expected,
+                               rtol=1e-6, atol=1e-7 * peak)
+    np.testing.assert_allclose([float(graph(tf.constant(step, tf.int64))) for step in steps],
+                               expected, rtol=1e-6, atol=1e-7 * peak)
 
 
 def test_per_update_reads_the_schedule_at_the_update_of_a_micro_batch():
-    per_update = optimizers.PerUpdate(optimizers.WarmupCosine(1.0, warmup=10, total=110), 4)
+    per_update = optimizers.PerUpdate(optimizers.warmup_cosine(1.0, warmup=10, total=110), 4)
     assert [float(per_update(m)) for m in (11, 12, 15, 16)] == pytest.approx([0.2, 0.3, 0.3, 0.4])
     again = optimizers.PerUpdate.from_config(per_update.get_config())
     assert float(again(40)) == pytest.approx(1.0) and again.micro_batches == 4
@@ -410,7 +430,7 @@ def test_the_strategy_line_names_its_devices():
 
 def test_an_unavailable_tpu_stops_train_tf_with_exit_code_2(synthetic_records, no_tpu_here,
                                                             capsys):
-    args = run.parse_args(["--config", "configs/cfg_2_squeezeformer.yaml", "--strategy", "tpu",
+    args = run.parse_args(["--config", config_path("cfg_2_squeezeformer.yaml"), "--strategy", "tpu",
                            f"data.records={synthetic_records}", f"train.runs_dir={no_tpu_here}"])
     assert run.main_train(args) == run.EXIT_ERROR
     assert "error: no TPU could be initialised" in capsys.readouterr().err
@@ -460,7 +480,7 @@ def test_resuming_with_another_architecture_is_refused(synthetic_records, tmp_pa
 
 def test_train_tf_exits_3_at_the_time_limit_and_prints_the_resume_command(synthetic_records,
                                                                          tmp_path, capsys):
-    argv = ["--config", "configs/cfg_2_squeezeformer.yaml", "--seed", "0",
+    argv = ["--config", config_path("cfg_2_squeezeformer.yaml"), "--seed", "0",
             *tiny_overrides(synthetic_records, tmp_path, epochs=1, time_limit_hours="1.0e-9")]
     assert run.main_train(run.parse_args(argv)) == run.EXIT_TIME_LIMIT
     last = capsys.readouterr().out.strip().splitlines()[-1]
@@ -475,7 +495,7 @@ def test_train_tf_exits_3_at_the_time_limit_and_prints_the_resume_command(synthe
 
 
 def test_missing_data_is_named(tmp_path):
-    args = run.parse_args(["--config", "configs/cfg_1.yaml", f"data.records={tmp_path}/none",
+    args = run.parse_args(["--config", config_path("cfg_1.yaml"), f"data.records={tmp_path}/none",
                            f"data.kaggle_dir={tmp_path}/kaggle"])
     assert run.main_train(args) == run.EXIT_ERROR
     with pytest.raises(FileNotFoundError, match=r"kaggle/train.csv not found"):
