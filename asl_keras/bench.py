@@ -8,8 +8,10 @@
     python -m asl_keras.bench tflite [--configs configs/cfg_2.yaml ...] [--against REF.tflite]
                                      [--members 1 2] [--threads 1 2] [--checkpoints A B]
     python -m asl_keras.bench clips --tflite A.tflite [B.tflite] --records DIR [--clips 200]
-    python -m asl_keras.bench ablation [--seeds 0 1] [--epochs N] [--variants a b c d e]
-                                       [--update-readme]
+    python -m asl_keras.bench curves --runs RUN_DIR [RUN_DIR ...] [--labels ...] [--out PNG]
+    python -m asl_keras.bench ablation [--presets default hard] [--seeds 0 1 2] [--jobs 2]
+                                       [--variants a c d e] [--lr-factors 0.5 1 2]
+                                       [--scale cpu|gpu] [--update-readme]
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import sys
 import time
 
 import psutil
+
+from asl_keras import ablation
 
 BENCH_DIR = "bench_out"
 
@@ -407,10 +411,55 @@ def bench_clips(args) -> list[dict]:
     return rows
 
 
-def bench_ablation(args) -> list[dict]:
-    from asl_keras import ablation
+def bench_curves(args) -> list[dict]:
+    """Learning curves of finished runs (their history.csv and config.yaml): one row per run,
+    the validation score against the epoch in one PNG."""
+    import io
 
-    print(ablation.run(seeds=args.seeds, epochs=args.epochs, variants=args.variants,
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import yaml
+
+    from asl_keras.runtime import tf
+
+    rows = []
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for i, folder in enumerate(args.runs):
+        label = args.labels[i] if args.labels and i < len(args.labels) else os.path.basename(
+            folder.rstrip("/"))
+        with tf.io.gfile.GFile(os.path.join(folder, "history.csv")) as f:
+            history = pd.read_csv(f)
+        with tf.io.gfile.GFile(os.path.join(folder, "config.yaml")) as f:
+            cfg = yaml.safe_load(f)
+        scored = history.dropna(subset=["score"])
+        ax.plot(scored["epoch"], scored["score"], marker="o", label=label)
+        rows.append({"run": label, "batch": cfg["data"]["batch_size"],
+                     "lr": f"{cfg['train']['learning_rate']:g}",
+                     "epochs": int(history["epoch"].max()),
+                     "train min": f"{history['seconds'].sum() / 60:.1f}",
+                     "score by epoch": ", ".join(f"{e}: {v:.3f}" for e, v in
+                                                 zip(scored["epoch"], scored["score"],
+                                                     strict=True)),
+                     "final": f"{scored['score'].iloc[-1]:.4f}" if len(scored) else "-"})
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation score")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    png = io.BytesIO()  # matplotlib writes local files only
+    fig.savefig(png, format="png", dpi=90)
+    plt.close(fig)
+    with tf.io.gfile.GFile(args.out, "wb") as f:
+        f.write(png.getvalue())
+    print(f"wrote {args.out}")
+    return rows
+
+
+def bench_ablation(args) -> list[dict]:
+    print(ablation.run(seeds=args.seeds, variants=args.variants, presets=args.presets,
+                       lr_factors=args.lr_factors, scale=args.scale, jobs=args.jobs,
                        update_readme=args.update_readme))
     return []
 
@@ -459,17 +508,25 @@ def main(argv=None) -> int:
     k.add_argument("--fold", type=int, default=0)
     k.add_argument("--clips", type=int, default=200)
     k.add_argument("--threads", type=int, nargs="+", default=[1])
-    a = sub.add_parser("ablation", help="Zipformer ablation: train, score, time 5 variants")
-    a.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    a.add_argument("--epochs", type=int, help="override the ablation config's epochs")
-    a.add_argument("--variants", nargs="+", default=list("abcde"))
+    v = sub.add_parser("curves", help="learning curves of finished runs: a row each, a PNG")
+    v.add_argument("--runs", nargs="+", required=True, help="run folders (with history.csv)")
+    v.add_argument("--labels", nargs="+", help="one per run (default: the folder names)")
+    v.add_argument("--out", default=os.path.join(BENCH_DIR, "curves.png"))
+    a = sub.add_parser("ablation", help="encoder/optimizer ablation: learning-rate search, "
+                       "then seeds at the best rate, on each data preset")
+    a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    a.add_argument("--variants", nargs="+", default=list(ablation.VARIANTS))
+    a.add_argument("--presets", nargs="+", default=["default", "hard"])
+    a.add_argument("--lr-factors", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    a.add_argument("--scale", default="cpu", help="cpu (default) or gpu: sizes of every run")
+    a.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     a.add_argument("--update-readme", action="store_true",
                    help="also write the table into README.md between the ablation markers")
     args = p.parse_args(argv)
     os.makedirs(BENCH_DIR, exist_ok=True)
     rows = {"convert": bench_convert, "pipeline": bench_pipeline, "model": bench_model,
             "train": bench_train, "tflite": bench_tflite, "clips": bench_clips,
-            "ablation": bench_ablation}[args.what](args)
+            "curves": bench_curves, "ablation": bench_ablation}[args.what](args)
     print(f"machine: {psutil.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
     if rows:

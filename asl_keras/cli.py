@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 
 from asl_keras import reference
@@ -28,7 +29,9 @@ def train(argv: list[str] | None = None) -> int:
     Exit code 0: the run finished; 2: an error (printed); 3: stopped at `train.time_limit_hours`
     with a checkpoint, continue with the printed command (this one plus `--resume`).
     """
-    args = parse_args(sys.argv[1:] if argv is None else argv, inspect.getdoc(train))
+    # usage and the printed resume command name what was run: train_tf.py or asl-train
+    prog = os.path.basename(sys.argv[0]) if argv is None else "train_tf.py"
+    args = parse_args(sys.argv[1:] if argv is None else argv, inspect.getdoc(train), prog)
     return main_train(args)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
+import re
 import types
 import typing
 from typing import Any
@@ -186,11 +187,19 @@ class Synthetic:
     participants: int = 16
     per_file: int = 200
     seed: int = 0
+    # A preset of the generator's knobs (`asl_keras.data.synthetic.DIFFICULTIES`): "default"
+    # or "hard" (co-articulation, signer variants, camera motion, occlusions, frame-rate
+    # changes, a moving other hand).
+    difficulty: str = "default"
 
     def validate(self, path):
+        from asl_keras.data.synthetic import DIFFICULTIES  # numpy and pandas, no TensorFlow
+
         _check(self.train >= 8 and self.supplemental >= 0, path, "needs >= 8 train sequences")
         _check(self.participants >= 4, f"{path}.participants", "needs >= 4 (4 folds)")
         _check(self.per_file >= 1, f"{path}.per_file", "must be >= 1")
+        _check(self.difficulty in DIFFICULTIES, f"{path}.difficulty",
+               f"must be one of {', '.join(DIFFICULTIES)}, got {self.difficulty!r}")
 
 
 @dataclasses.dataclass
@@ -223,6 +232,9 @@ class Data:
         _check(self.records_wait >= 0, f"{path}.records_wait", "must be >= 0 (seconds)")
 
 
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _convert(tp, value, path: str):
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -240,6 +252,8 @@ def _convert(tp, value, path: str):
         return tuple(_convert(t, v, f"{path}[{i}]")
                      for i, (t, v) in enumerate(zip(items, value, strict=True)))
     if tp is float:
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 6e-3 (no dot) as a string
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), path,
                f"expected a number, got {value!r}")
         return float(value)

@@ -55,3 +55,23 @@ def test_against_columns_come_from_the_inference_args_beside_the_model(tmp_path)
     columns = bench.against_columns(str(other))
     assert columns == order and columns != list(landmarks.SELECTED_COLUMNS)
     assert np.all(np.sort(columns) == np.sort(landmarks.SELECTED_COLUMNS))
+
+
+def test_curves_reads_finished_runs_and_writes_one_row_each(tmp_path, capsys):
+    runs = []
+    for name, batch, scores in (("slow", 32, [None, 0.2, None, 0.6]), ("fast", 16,
+                                                                      [None, 0.7, None, 0.9])):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "history.csv").write_text("epoch,loss,lr,seconds,score\n" + "".join(
+            f"{e + 1},1.0,0.001,30.0,{'' if s is None else s}\n" for e, s in enumerate(scores)))
+        (folder / "config.yaml").write_text(
+            f"data:\n  batch_size: {batch}\ntrain:\n  learning_rate: 0.006\n")
+        runs.append(str(folder))
+    out = tmp_path / "curves.png"
+    rows = bench.bench_curves(type("Args", (), {"runs": runs, "labels": ["before"],
+                                                "out": str(out)}))
+    assert [r["run"] for r in rows] == ["before", "fast"]  # a label each, else the folder
+    assert rows[0]["score by epoch"] == "2: 0.200, 4: 0.600" and rows[1]["final"] == "0.9000"
+    assert rows[1]["batch"] == 16 and rows[0]["train min"] == "2.0"
+    assert out.read_bytes()[:4] == b"\x89PNG"

@@ -5,6 +5,7 @@
 import configparser
 import importlib
 import os
+import shlex
 import subprocess
 import sys
 
@@ -55,6 +56,20 @@ def test_train_help_documents_the_exit_codes(capsys):
     with pytest.raises(SystemExit):
         train_tf.main(["--help"])
     assert "3: stopped at `train.time_limit_hours`" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("prog,start", [("train_tf.py", ["python", "train_tf.py"]),
+                                        ("asl-train", ["asl-train"])])
+def test_usage_and_resume_command_name_the_command_that_ran(prog, start, monkeypatch, capsys):
+    from asl_keras.training import run
+
+    args = run.parse_args(["--config", "c.yaml", "--seed", "2", "train.epochs=3"], prog=prog)
+    assert shlex.split(run.resume_command(args)) == [*start, "--config", "c.yaml", "--seed",
+                                                     "2", "train.epochs=3", "--resume"]
+    monkeypatch.setattr(sys, "argv", [f"/venv/bin/{prog}", "--help"])
+    with pytest.raises(SystemExit):
+        COMMANDS["asl-train"]()
+    assert capsys.readouterr().out.startswith(f"usage: {prog} ")
 
 
 @pytest.mark.parametrize("script", ["train_tf.py", "export_tflite.py"])

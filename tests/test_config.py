@@ -169,6 +169,14 @@ def test_bad_values_are_rejected(override, msg):
         config.load(CFG_2, [override])
 
 
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 (PyYAML) reads 6e-3 as the string "6e-3"; users write it like that
+    cfg = config.load(CFG_2, ["train.learning_rate=6e-3", "train.weight_decay=1E-2"])
+    assert (cfg.train.learning_rate, cfg.train.weight_decay) == (6e-3, 1e-2)
+    p = write(tmp_path, "c.yaml", "train:\n  learning_rate: 2e-4\n")
+    assert config.load(p).train.learning_rate == 2e-4
+
+
 def test_overrides_apply():
     cfg = config.load(CFG_2, ["data.fold=2", "seed=7", "data.scores=null"])
     assert (cfg.data.fold, cfg.seed, cfg.data.scores) == (2, 7, None)

@@ -11,12 +11,25 @@ finger spread, wrist rotation) driven through a small forward-kinematics model o
 hand landmarks. A phrase is held character by character with eased transitions, framed by a
 resting pose. Participants differ in handedness, hand size, camera placement, speed, personal
 variation of each shape, noise and detection dropouts; face and pose sway slowly and the
-signing arm follows the hand. The data is learnable but not trivial.
+signing arm follows the hand.
+
+Difficulty presets (`DIFFICULTIES`, chosen with `difficulty=` / `--difficulty` /
+`data.synthetic.difficulty`): each is a `Difficulty`, one plain-number knob per effect.
+`default` is the data described above, learnable but easy (a small model scores ~0.93-0.97); its
+output is pinned by a test and never changes. `hard` adds co-articulation (each held shape
+blends into its neighbours and depends on the previous character; shorter holds, longer
+transitions, smoothed motion, so shapes are not always reached), several style variants of each
+shape per signer and a larger personal spread, slow extra wrist rotation and a moving camera
+(roll, zoom, rotation about the vertical axis), more dropouts plus long occlusions of the signing
+hand, per-clip frame-rate factors and speed changes within a clip, and a moving non-signing hand
+that sometimes enters the signing area (the signing hand stays the one detected most often).
+A preset other than `default` is recorded in the folder's manifest with its knobs.
 
 Reproducibility: the alphabet and the participant profiles come from constant seeds, so folders
 made with different `seed`s agree on them; everything else comes from `np.random.default_rng`
 streams keyed by `(seed, stream, split, index)`, so a sequence does not depend on how sequences
-are grouped into files.
+are grouped into files. The metadata (ids, participants, phrases) does not depend on the
+difficulty; the `hard` preset's signer variants and context table come from constant seeds too.
 
 Files are written through `tf.io.gfile`, so the folder may be local, `gs://` or `ram://`.
 TensorFlow is imported only by the functions that touch files: importing this module and
@@ -30,7 +43,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -214,6 +227,147 @@ def participant_profile(participant_id: int) -> Participant:
 
 
 # ---------------------------------------------------------------------------------------------
+# Difficulty presets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the clips are: one plain-number knob per effect, all off in `Difficulty()`.
+
+    The defaults reproduce the original generator exactly (same values from the same random
+    draws): an effect whose knob is at its default draws nothing from the sequence's rng. To
+    make the data harder or easier, scale the knobs of `DIFFICULTIES["hard"]`; every effect is
+    independent of the others. Frame counts are before the frame-rate change.
+    """
+
+    # --- co-articulation and timing ---
+    # Fraction (0..1) of the way each character's key pose moves towards the mean of its
+    # previous and next key poses (the resting pose at the ends of the phrase).
+    coarticulation: float = 0.0
+    # Std (radians) of a deviation of every joint parameter that is a fixed function of the
+    # (previous character, character) pair (a constant-seeded table, `_context_table`): the
+    # same letter looks different after different letters.
+    context: float = 0.0
+    hold_scale: float = 1.0  # multiplies the signer's mean hold length (held frames a character)
+    transition_scale: float = 1.0  # multiplies the signer's mean transition length (frames)
+    max_transition: int = 3  # longest transition between two key poses (frames)
+    # Std (frames) of a Gaussian low-pass over the per-frame joint parameters and slides: short
+    # holds no longer reach their shape. 0: off.
+    smoothing: float = 0.0
+    # --- the signer ---
+    style_scale: float = 1.0  # multiplies the signer's personal deviation of every shape
+    # Style variants per character per signer; each rendition of a character picks one at
+    # random. The variants come from a constant-seeded stream per participant
+    # (`_style_variants`), so the cached `Participant` is the same for every preset.
+    variants: int = 1
+    variant_spread: float = 0.0  # std (radians) of each variant's joint-parameter offset
+    # --- wrist and camera, slowly varying within the clip (sinusoids of 40-120 frames) ---
+    wrist_wobble: float = 0.0  # amplitude (radians) of extra wrist roll, pitch and yaw
+    camera_roll: float = 0.0  # amplitude (radians) of an in-plane rotation of the whole scene
+    camera_zoom: float = 0.0  # amplitude (fraction of the scale) of a zoom of the whole scene
+    # Amplitude (radians) of a camera rotation about the vertical axis through the body centre:
+    # foreshortens x and changes z of every part.
+    camera_yaw: float = 0.0
+    # --- detection ---
+    noise_scale: float = 1.0  # multiplies the signer's landmark jitter of both hands
+    missing_scale: float = 1.0  # multiplies the signer's share of frames without signing hand
+    missing_burst: int = 4  # longest of those dropouts (frames; lengths uniform from 1)
+    # Extra share of frames in which the signing hand is occluded, in long bursts of
+    # occlusion_burst // 2 .. occlusion_burst frames. 0: off.
+    occlusion: float = 0.0
+    occlusion_burst: int = 16
+    # --- frame rate ---
+    # Per-clip frame-rate factor, uniform in [rate_low, rate_high]: every hold and transition
+    # lasts this many times as many frames (1, 1: off).
+    rate_low: float = 1.0
+    rate_high: float = 1.0
+    # Speed changes within the clip: the frame-rate factor is further multiplied by
+    # exp(speed_change * sin(...)), a sinusoid over 40-120 frames (0: off).
+    speed_change: float = 0.0
+    # --- the other hand ---
+    # Probability that a clip shows the non-signing hand moving (random shapes, wandering
+    # wrist) instead of the signer's usual idle hand. 0: off.
+    distractor: float = 0.0
+    distractor_frames: float = 0.5  # longest share of the clip it is visible (shortest: half)
+    distractor_motion: float = 0.0  # amplitude (palm lengths) of its wrist's wandering
+    # Fraction (0..1) of the way from its resting place to the signing hand's place that its
+    # wrist reaches at the closest point of a slow back-and-forth.
+    distractor_reach: float = 0.0
+
+    def __post_init__(self):
+        for name in ("coarticulation", "distractor", "distractor_reach"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"Difficulty.{name} must be in [0, 1]")
+        if not 0.0 < self.distractor_frames <= 1.0:
+            raise ValueError("Difficulty.distractor_frames must be in (0, 1]")
+        if not 0.0 < self.rate_low <= self.rate_high:
+            raise ValueError("Difficulty needs 0 < rate_low <= rate_high")
+        if min(self.max_transition, self.variants, self.missing_burst, self.occlusion_burst) < 1:
+            raise ValueError("Difficulty: max_transition, variants and burst lengths must be >= 1")
+        if min(self.context, self.smoothing, self.variant_spread, self.wrist_wobble,
+               self.camera_roll, self.camera_zoom, self.camera_yaw, self.occlusion,
+               self.speed_change, self.distractor_motion) < 0:
+            raise ValueError("Difficulty: amplitudes, spreads and rates must be >= 0")
+        if min(self.hold_scale, self.transition_scale, self.style_scale, self.noise_scale,
+               self.missing_scale) <= 0:
+            raise ValueError("Difficulty: scales must be > 0")
+
+    @property
+    def varies_rate(self) -> bool:
+        """Whether hold and transition lengths go through a frame-rate change."""
+        return self.rate_low != 1.0 or self.rate_high != 1.0 or self.speed_change != 0.0
+
+
+DIFFICULTIES = {
+    "default": Difficulty(),
+    # Calibrate here: someone trains the demo model on it and scales these numbers.
+    "hard": Difficulty(
+        coarticulation=0.3, context=0.1, hold_scale=0.6, transition_scale=1.5, max_transition=5,
+        smoothing=1.0,
+        style_scale=1.8, variants=3, variant_spread=0.12,
+        wrist_wobble=0.25, camera_roll=0.1, camera_zoom=0.1, camera_yaw=0.3,
+        noise_scale=1.5, missing_scale=2.0, missing_burst=6, occlusion=0.06, occlusion_burst=16,
+        rate_low=0.6, rate_high=1.6, speed_change=0.25,
+        distractor=0.6, distractor_frames=0.6, distractor_motion=1.0, distractor_reach=0.8,
+    ),
+}
+_CONTEXT_SEED = 20230512  # constant: a (previous, current) character pair looks the same anywhere
+_VARIANT_SEED = 544  # constant: a participant's style variants are the same in every folder
+
+
+def difficulty_preset(difficulty: str | Difficulty) -> Difficulty:
+    """The knobs of a preset name (a key of `DIFFICULTIES`), or `difficulty` itself."""
+    if isinstance(difficulty, Difficulty):
+        return difficulty
+    try:
+        return DIFFICULTIES[difficulty]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown difficulty {difficulty!r} (known: "
+                         f"{', '.join(DIFFICULTIES)})") from None
+
+
+@lru_cache(maxsize=1)
+def _context_table() -> np.ndarray:
+    """Unit-std joint-parameter deviations `[60, 59, 18]` by (previous, current) character id;
+    previous id 59 is the pause before the phrase."""
+    table = np.random.default_rng(_CONTEXT_SEED).standard_normal(
+        (vocab.NUM_CHARS + 1, vocab.NUM_CHARS, N_PARAMS))
+    table.setflags(write=False)  # cached and shared
+    return table
+
+
+@lru_cache(maxsize=4 * (_MAX_PARTICIPANT_ID + 1))
+def _style_variants(participant_id: int, count: int) -> np.ndarray:
+    """Unit-std style-variant offsets `[count, 59, 18]` of a participant (a stream of its own, so
+    the profile and the default preset do not change; variant k is the same for every count)."""
+    variants = np.random.default_rng([_VARIANT_SEED, participant_id]).standard_normal(
+        (count, vocab.NUM_CHARS, N_PARAMS))
+    variants.setflags(write=False)  # cached and shared
+    return variants
+
+
+# ---------------------------------------------------------------------------------------------
 # Body templates (body units around the chest, x right and y down in the image, pose-style z)
 # ---------------------------------------------------------------------------------------------
 # The signer's right side appears on the image's left.
@@ -284,8 +438,8 @@ def _repeat_slides(key_ids: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def _timeline(phrase: str, person: Participant,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _timeline(phrase: str, person: Participant, rng: np.random.Generator,
+              d: Difficulty) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame joint parameters `[T, 18]`, slide offsets `[T]` and character ids `[T]`.
 
     Key poses are rest, each character, rest; each is held for some frames and joined to the
@@ -293,17 +447,32 @@ def _timeline(phrase: str, person: Participant,
     """
     ids = vocab.encode(phrase)
     key_ids = np.r_[-1, ids, -1]
+    style = person.style if d.style_scale == 1.0 else d.style_scale * person.style
     ideal = np.where(key_ids[:, None] >= 0,
-                     character_params()[key_ids] + person.style[key_ids], NEUTRAL)
+                     character_params()[key_ids] + style[key_ids], NEUTRAL)
     key_params = ideal + rng.normal(0, _INSTANCE_JITTER, ideal.shape)
     key_offsets = _repeat_slides(key_ids)
     n_keys = len(key_ids)
-    holds = np.r_[rng.integers(3, 9),
-                  np.maximum(2, np.rint(person.hold_frames + rng.normal(0, 0.7, len(ids)))),
-                  rng.integers(3, 9)].astype(np.int64)
-    moves = np.clip(np.rint(person.transition_frames + rng.normal(0, 0.5, n_keys - 1)), 1, 3)
-    seg_len = np.empty(2 * n_keys - 1, dtype=np.int64)
-    seg_len[0::2], seg_len[1::2] = holds, moves
+    # Nominal segment lengths (frames): hold 0, move 0-1, hold 1, ..., hold n_keys - 1.
+    seg_len = np.empty(2 * n_keys - 1)
+    seg_len[0::2] = np.r_[rng.integers(3, 9),
+                          person.hold_frames * d.hold_scale + rng.normal(0, 0.7, len(ids)),
+                          rng.integers(3, 9)]
+    seg_len[1::2] = np.clip(person.transition_frames * d.transition_scale
+                            + rng.normal(0, 0.5, n_keys - 1), 1, d.max_transition)
+    if d.varies_rate:
+        seg_len *= _frame_rate(seg_len, d, rng)
+    if d.variants > 1 or d.context:
+        key_params[1:-1] += _character_deviation(key_ids, person, d, rng)
+    if d.coarticulation:
+        w = d.coarticulation
+        key_params[1:-1] = ((1 - w) * key_params[1:-1]
+                            + 0.5 * w * (key_params[:-2] + key_params[2:]))
+    # At least 3 frames of rest at either end, 2 held frames a character, 1 frame a move.
+    shortest = np.ones(2 * n_keys - 1)
+    shortest[0::2] = 2
+    shortest[[0, -1]] = 3
+    seg_len = np.maximum(shortest, np.rint(seg_len)).astype(np.int64)
     seg_from = np.repeat(np.arange(n_keys), 2)[:-1]  # hold i: (i, i); move i: (i, i + 1)
     seg_to = seg_from + np.arange(2 * n_keys - 1) % 2
     src, dst = np.repeat(seg_from, seg_len), np.repeat(seg_to, seg_len)
@@ -313,7 +482,43 @@ def _timeline(phrase: str, person: Participant,
     params = (1 - alpha)[:, None] * key_params[src] + alpha[:, None] * key_params[dst]
     offsets = (1 - alpha) * key_offsets[src] + alpha * key_offsets[dst]
     labels = np.where(src == dst, key_ids[src], -1)
+    if d.smoothing:
+        params, offsets = _smooth(params, d.smoothing), _smooth(offsets[:, None], d.smoothing)[:, 0]
     return params, offsets, labels
+
+
+def _frame_rate(seg_len: np.ndarray, d: Difficulty, rng: np.random.Generator) -> np.ndarray:
+    """Frames per nominal frame at the middle of each segment: the clip's frame-rate factor
+    times a smooth speed change, so the clip's timeline is resampled at a varying rate."""
+    clip = rng.uniform(d.rate_low, d.rate_high)
+    period, phase = rng.uniform(40, 120), rng.uniform(0, 2 * np.pi)
+    middle = np.cumsum(seg_len) - seg_len / 2
+    return clip * np.exp(d.speed_change * np.sin(2 * np.pi * middle / period + phase))
+
+
+def _character_deviation(key_ids: np.ndarray, person: Participant, d: Difficulty,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Joint-parameter deviations `[n_keys - 2, 18]` of the characters of a phrase: the signer's
+    style variant picked for each rendition plus the (previous, current) character context."""
+    chars = key_ids[1:-1]
+    deviation = np.zeros((len(chars), N_PARAMS))
+    if d.variants > 1:
+        pick = rng.integers(d.variants, size=len(chars))
+        deviation += d.variant_spread * _style_variants(person.participant_id, d.variants)[
+            pick, chars]
+    if d.context:
+        previous = np.where(key_ids[:-2] >= 0, key_ids[:-2], vocab.NUM_CHARS)
+        deviation += d.context * _context_table()[previous, chars]
+    return deviation
+
+
+def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass of `[T, k]` along time (std `sigma` frames), edges held."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    padded = np.pad(values, ((radius, radius), (0, 0)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=0)
+    return windows @ (kernel / kernel.sum())
 
 
 def _wave(n_frames: int, amplitude, rng: np.random.Generator) -> np.ndarray:
@@ -340,11 +545,13 @@ def _jitter(points: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nd
     return points + noise * (sigma * np.array([1.0, 1.0, 2.0]))
 
 
-def _bursts(n_frames: int, rate: float, rng: np.random.Generator, max_len: int = 4) -> np.ndarray:
-    """Boolean `[T]` mask covering about `rate` of the frames in bursts of 1..max_len frames."""
-    count = rng.poisson(rate * n_frames / ((1 + max_len) / 2))
+def _bursts(n_frames: int, rate: float, rng: np.random.Generator, max_len: int = 4,
+            min_len: int = 1) -> np.ndarray:
+    """Boolean `[T]` mask covering about `rate` of the frames in bursts of min_len..max_len
+    frames."""
+    count = rng.poisson(rate * n_frames / ((min_len + max_len) / 2))
     starts = rng.integers(0, n_frames, count)
-    lengths = rng.integers(1, max_len + 1, count)
+    lengths = rng.integers(min_len, max_len + 1, count)
     frames = starts[:, None] + np.arange(max_len)
     keep = (np.arange(max_len) < lengths[:, None]) & (frames < n_frames)
     mask = np.zeros(n_frames, dtype=bool)
@@ -363,7 +570,8 @@ def _signing_hand(params: np.ndarray, offsets: np.ndarray, person: Participant,
     return _project(hand_pose(params), wrist, person.palm, -person.side)
 
 
-def _resting_hand(person: Participant, body: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _resting_hand(person: Participant, body: np.ndarray, rng: np.random.Generator,
+                  noise: float) -> np.ndarray:
     """Image landmarks `[T, 21, 3]` of the idle hand: NaN, or visible for one stretch."""
     n = len(body)
     hand = np.full((n, 21, 3), np.nan)
@@ -376,8 +584,73 @@ def _resting_hand(person: Participant, body: np.ndarray, rng: np.random.Generato
     start = int(rng.integers(0, n))
     stop = start + int(rng.integers(n // 10, 2 * n // 5 + 1))
     visible = _project(np.broadcast_to(shape, (n, 21, 3)), wrist, person.palm, person.side)
-    hand[start:stop] = _jitter(visible, person.noise * person.palm, rng)[start:stop]
+    hand[start:stop] = _jitter(visible, noise, rng)[start:stop]
     return hand
+
+
+def _distractor_hand(person: Participant, body: np.ndarray, d: Difficulty,
+                     rng: np.random.Generator, noise: float) -> np.ndarray:
+    """Image landmarks `[T, 21, 3]` of a moving non-signing hand, visible for one stretch.
+
+    It changes between random shapes and wanders from its resting place towards the signing
+    hand's place and back.
+    """
+    n = len(body)
+    keys = rng.uniform(_PARAM_LOW, _PARAM_HIGH, (int(rng.integers(2, 6)), N_PARAMS))
+    at = np.linspace(0, len(keys) - 1, n)  # eased from key shape to key shape
+    i = np.minimum(at.astype(np.int64), len(keys) - 2)
+    t = (at - i)[:, None]
+    t = t * t * (3 - 2 * t)
+    params = (1 - t) * keys[i] + t * keys[i + 1]
+    rest = person.body_scale * (_REST_WRIST * [-person.side, 1])
+    signing = person.body_scale * (_SIGNING_WRIST * [person.side, 1])
+    reach = d.distractor_reach * (0.5 - 0.5 * np.cos(
+        2 * np.pi * np.arange(n) / rng.uniform(40, 120) + rng.uniform(0, 2 * np.pi)))
+    wander = _wave(n, np.full(2, d.distractor_motion), rng)
+    wrist = (np.array(person.body_center) + body + rest + reach[:, None] * (signing - rest)
+             + person.palm * wander)
+    length = max(1, int(n * rng.uniform(d.distractor_frames / 2, d.distractor_frames)))
+    start = int(rng.integers(0, n - length + 1))
+    hand = np.full((n, 21, 3), np.nan)
+    visible = _project(hand_pose(params[start:start + length]), wrist[start:start + length],
+                       person.palm, person.side)
+    hand[start:start + length] = _jitter(visible, noise, rng)
+    return hand
+
+
+def _keep_signing_hand_dominant(other: np.ndarray, signing: np.ndarray) -> None:
+    """Hide the other hand's last visible frames (in place) until the signing hand is the one
+    detected in more frames, as the pipeline's choice of the dominant hand assumes."""
+    seen = np.flatnonzero(~np.isnan(other[:, 0, 0]))
+    excess = len(seen) - (int((~np.isnan(signing[:, 0, 0])).sum()) - 1)
+    if excess > 0:
+        other[seen[len(seen) - excess:]] = np.nan
+
+
+def _camera(parts: list[tuple[np.ndarray, str]], person: Participant, d: Difficulty,
+            rng: np.random.Generator) -> list[np.ndarray]:
+    """Apply a slowly changing camera to every part `[T, n, 3]` of one clip.
+
+    A rotation about the vertical axis through the body centre (x foreshortened, the depth of
+    hand and face points shifts x; z changes with the distance from the part's reference: the
+    wrist for hands, whose z is wrist-relative, the body centre otherwise), then an in-plane
+    rotation and zoom around the body centre. `kind` is "hand", "face" or "pose"; pose z is
+    not metric, so it does not shift x.
+    """
+    n = len(parts[0][0])
+    roll, zoom, yaw = _wave(n, [d.camera_roll, d.camera_zoom, d.camera_yaw], rng).T
+    cx, cy = person.body_center
+    cos_y, sin_y = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    cos_r, sin_r = np.cos(roll)[:, None], np.sin(roll)[:, None]
+    scale = (1 + zoom)[:, None]
+    out = []
+    for points, kind in parts:
+        x, y, z = points[..., 0] - cx, points[..., 1] - cy, points[..., 2]
+        ref = x[:, :1] if kind == "hand" else 0.0
+        x, z = x * cos_y + (z * sin_y if kind != "pose" else 0.0), z * cos_y - (x - ref) * sin_y
+        out.append(np.stack([cx + scale * (cos_r * x - sin_r * y),
+                             cy + scale * (sin_r * x + cos_r * y), scale * z], axis=-1))
+    return out
 
 
 def _face(person: Participant, body: np.ndarray, head_roll: np.ndarray,
@@ -419,27 +692,43 @@ def _native_frames(face: np.ndarray, left: np.ndarray, pose: np.ndarray,
     return np.ascontiguousarray(points.transpose(2, 1, 0)).reshape(-1, len(points)).T
 
 
-def render_sequence(phrase: str, participant_id: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def render_sequence(phrase: str, participant_id: int, rng: np.random.Generator,
+                    difficulty: str | Difficulty = "default") -> tuple[np.ndarray, np.ndarray]:
     """One clip of `participant_id` fingerspelling `phrase`.
 
     Returns frames `[T, 1629]` float32 in `landmarks.raw_columns()` order, NaN where a part is
     undetected, and the character id shown in each frame (-1 in pauses and transitions), which
-    is handy to check alignment.
+    is handy to check alignment. `difficulty` is a preset name (`DIFFICULTIES`) or the knobs.
     """
+    d = difficulty_preset(difficulty)
     person = participant_profile(participant_id)
-    params, offsets, labels = _timeline(phrase, person, rng)
+    params, offsets, labels = _timeline(phrase, person, rng, d)
     n = len(labels)
+    if d.wrist_wobble:
+        params[:, 15:18] += _wave(n, np.full(3, d.wrist_wobble), rng)
     sway = _wave(n, rng.uniform(0.003, 0.012, 3), rng)
     body = sway[:, :2] + np.linspace(0, 1, n)[:, None] * rng.uniform(-0.01, 0.01, 2)
     hand = _signing_hand(params, offsets, person, body, rng)
     pose = _pose(person, body, hand, rng)
     face = _face(person, body, 4 * sway[:, 2], rng)
-    idle = _resting_hand(person, body, rng)
-    signing = _jitter(hand, person.noise * person.palm, rng)
-    signing[_bursts(n, person.missing_rate, rng)] = np.nan
+    noise = person.noise * person.palm
+    if d.noise_scale != 1.0:
+        noise *= d.noise_scale
+    moving = bool(d.distractor) and rng.random() < d.distractor
+    idle = (_distractor_hand(person, body, d, rng, noise) if moving
+            else _resting_hand(person, body, rng, noise))
+    signing = _jitter(hand, noise, rng)
+    signing[_bursts(n, person.missing_rate * d.missing_scale, rng, d.missing_burst)] = np.nan
+    if d.occlusion:
+        signing[_bursts(n, d.occlusion, rng, d.occlusion_burst,
+                        max(1, d.occlusion_burst // 2))] = np.nan
     face[_bursts(n, 0.02 if rng.random() < 0.15 else 0.0, rng)] = np.nan  # rare face dropouts
+    if d != DIFFICULTIES["default"]:  # (the default data never needs it)
+        _keep_signing_hand_dominant(idle, signing)
     left, right = (signing, idle) if person.left_handed else (idle, signing)
+    if d.camera_roll or d.camera_zoom or d.camera_yaw:
+        face, left, pose, right = _camera([(face, "face"), (left, "hand"), (pose, "pose"),
+                                           (right, "hand")], person, d, rng)
     return _native_frames(face, left, pose, right), labels
 
 
@@ -633,7 +922,7 @@ def _write_parquet(path: str, sequence_ids: list[int], frames: list[np.ndarray])
 
 
 def _write_split(out: str, split: _Split, n_sequences: int, per_file: int, seed: int,
-                 participants: np.ndarray) -> dict:
+                 participants: np.ndarray, difficulty: Difficulty) -> dict:
     """Render and write every parquet file of one split (one file in memory at a time)."""
     from asl_keras.runtime import tf
 
@@ -645,7 +934,7 @@ def _write_split(out: str, split: _Split, n_sequences: int, per_file: int, seed:
         ids, frames = [], []
         for index in range(first, min(first + per_file, n_sequences)):
             rng, sequence_id, participant_id, phrase = _sequence(seed, split, index, participants)
-            frames.append(render_sequence(phrase, participant_id, rng)[0])
+            frames.append(render_sequence(phrase, participant_id, rng, difficulty)[0])
             ids.append(sequence_id)
             rows.append((rel_path, file_id, sequence_id, participant_id, phrase))
         _write_parquet(os.path.join(out, rel_path), ids, frames)
@@ -699,13 +988,15 @@ def _prepare_out_dir(out: str, manifest: dict, force: bool) -> None:
 
 
 def generate(out_dir, n_train: int, n_supplemental: int, *, sequences_per_file: int = 100,
-             n_participants: int = 12, seed: int = 0, force: bool = False) -> dict:
+             n_participants: int = 12, seed: int = 0, force: bool = False,
+             difficulty: str = "default") -> dict:
     """Write a synthetic dataset in the Kaggle layout to `out_dir` and return a summary.
 
-    The summary holds the participant ids and, per split (`train`, `supplemental`), the number
-    of sequences, the parquet files (relative paths), the total frames and how many phrases are
-    longer than `vocab.MAX_PHRASE_LEN`. Raises FileExistsError if `out_dir` is non-empty and
-    was not generated with the same arguments, unless `force`.
+    `difficulty` names a preset of `DIFFICULTIES`. The summary holds the participant ids and,
+    per split (`train`, `supplemental`), the number of sequences, the parquet files (relative
+    paths), the total frames and how many phrases are longer than `vocab.MAX_PHRASE_LEN`.
+    Raises FileExistsError if `out_dir` is non-empty and was not generated with the same
+    arguments (the difficulty's name and knobs included), unless `force`.
     """
     if n_train < 0 or n_supplemental < 0:
         raise ValueError("sequence counts must be >= 0")
@@ -715,16 +1006,24 @@ def generate(out_dir, n_train: int, n_supplemental: int, *, sequences_per_file: 
         raise ValueError(f"n_participants must be in 1..{_MAX_PARTICIPANT_ID + 1}")
     if seed < 0:
         raise ValueError("seed must be >= 0")
+    if not isinstance(difficulty, str):
+        raise ValueError(f"difficulty must be a preset name ({', '.join(DIFFICULTIES)})")
+    preset = difficulty_preset(difficulty)
     out = os.fspath(out_dir)
     manifest = {"generator": "asl_keras.data.synthetic", "n_train": n_train,
                 "n_supplemental": n_supplemental, "sequences_per_file": sequences_per_file,
                 "n_participants": n_participants, "seed": seed}
+    if difficulty != "default":  # default folders keep the manifest they always had
+        manifest["difficulty"] = difficulty
+        manifest["difficulty_knobs"] = asdict(preset)
     _prepare_out_dir(out, manifest, force)
     participants = _participant_pool(seed, n_participants)
-    summary = {"out_dir": out, "seed": seed, "participants": participants.tolist()}
+    summary = {"out_dir": out, "seed": seed, "difficulty": difficulty,
+               "participants": participants.tolist()}
     for name, split, count in (("train", TRAIN, n_train),
                                ("supplemental", SUPPLEMENTAL, n_supplemental)):
-        summary[name] = _write_split(out, split, count, sequences_per_file, seed, participants)
+        summary[name] = _write_split(out, split, count, sequences_per_file, seed, participants,
+                                     preset)
     return summary
 
 
@@ -739,6 +1038,8 @@ def main(argv=None) -> int:
     parser.add_argument("--per-file", type=int, default=100, help="sequences per parquet file")
     parser.add_argument("--participants", type=int, default=12, help="number of signers")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--difficulty", choices=list(DIFFICULTIES), default="default",
+                        help="preset of the generator's knobs (see DIFFICULTIES)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite a folder that holds other content")
     args = parser.parse_args(argv)
@@ -746,12 +1047,12 @@ def main(argv=None) -> int:
     try:
         summary = generate(args.out, args.sequences, args.supplemental,
                            sequences_per_file=args.per_file, n_participants=args.participants,
-                           seed=args.seed, force=args.force)
+                           seed=args.seed, force=args.force, difficulty=args.difficulty)
     except (FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {summary['out_dir']} in {time.perf_counter() - start:.1f} s "
-          f"({len(summary['participants'])} participants)")
+          f"({len(summary['participants'])} participants, difficulty {args.difficulty})")
     for name in ("train", "supplemental"):
         s = summary[name]
         mean = s["frames"] / s["sequences"] if s["sequences"] else 0.0

@@ -31,9 +31,10 @@ EXIT_FINISHED, EXIT_ERROR, EXIT_TIME_LIMIT = 0, 2, 3
 CONFIG_FLAGS = (("fold", "data.fold"), ("seed", "seed"), ("strategy", "train.strategy"))
 
 
-def parse_args(argv: list[str], description: str | None = None) -> argparse.Namespace:
-    """`train_tf.py`'s command line."""
-    parser = argparse.ArgumentParser(prog="train_tf.py", description=description,
+def parse_args(argv: list[str], description: str | None = None,
+               prog: str = "train_tf.py") -> argparse.Namespace:
+    """The training command line, as `prog` (`train_tf.py` or `asl-train`) takes it."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
     parser.add_argument("--fold", type=int, help="held-out fold (-1: train on everything)")
@@ -44,7 +45,7 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
                              "schedule or data order changed since the run's config.yaml")
     parser.add_argument("--strategy", help="auto | tpu | multiworker | mirrored | default")
     parser.add_argument("overrides", nargs="*", help="key.path=value config overrides")
-    return parser.parse_args(argv)
+    return parser.parse_args(argv, argparse.Namespace(prog=prog))
 
 
 def resolve_config(args) -> config.Config:
@@ -57,8 +58,10 @@ def resolve_config(args) -> config.Config:
 
 
 def resume_command(args) -> str:
-    """The `train_tf.py` command line that resumes the run these arguments started."""
-    words = ["python", "train_tf.py", "--config", args.config]
+    """The command line (the one that was run: `train_tf.py` or `asl-train`) that resumes the
+    run these arguments started."""
+    prog = getattr(args, "prog", "train_tf.py")
+    words = [*(["python", prog] if prog.endswith(".py") else [prog]), "--config", args.config]
     for flag, _ in CONFIG_FLAGS:
         if getattr(args, flag) is not None:
             words += [f"--{flag}", str(getattr(args, flag))]
@@ -97,7 +100,8 @@ def prepare_records(cfg: config.Config) -> None:
             raise FileNotFoundError(f"{source}/train.csv not found (data.kaggle_dir)")
         print(f"generating synthetic data in {source} ...", flush=True)
         synthetic.generate(source, s.train, s.supplemental, sequences_per_file=s.per_file,
-                           n_participants=s.participants, seed=s.seed)
+                           n_participants=s.participants, seed=s.seed,
+                           difficulty=s.difficulty)
     print(f"converting {source} -> {records} ...", flush=True)
     convert.convert(source, records)
 

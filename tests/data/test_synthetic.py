@@ -1,7 +1,9 @@
-"""Synthetic Kaggle-format generator: schema, consistency, determinism and learnable signal."""
+"""Synthetic Kaggle-format generator: schema, consistency, determinism and learnable signal,
+for every difficulty preset; the default preset's output pinned."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -14,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from asl_keras import landmarks, resources, vocab
+from asl_keras import config, landmarks, resources, vocab
 from asl_keras.data import synthetic
-from tests.paths import checkout_env
+from tests.paths import checkout_env, config_path
 
 ARGS = dict(n_train=10, n_supplemental=7, sequences_per_file=4, n_participants=5, seed=3)
 SPLITS = (("train.csv", "train_landmarks"), ("supplemental_metadata.csv", "supplemental_landmarks"))
@@ -24,10 +26,20 @@ COLUMNS = landmarks.raw_columns()
 N_RAW = landmarks.NUM_RAW_LANDMARKS
 
 
+# Share of frames without the signing hand, per preset (the hard one adds long occlusions).
+MISSING_SHARE = {"default": (0.01, 0.12), "hard": (0.05, 0.35)}
+
+
+@pytest.fixture(scope="module", params=list(synthetic.DIFFICULTIES))
+def difficulty(request) -> str:
+    """Each preset: the folder tests run once on a small folder of each."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic") / "kaggle"
-    summary = synthetic.generate(out, **ARGS)
+def folder(tmp_path_factory, difficulty):
+    out = tmp_path_factory.mktemp(f"synthetic_{difficulty}") / "kaggle"
+    summary = synthetic.generate(out, **ARGS, difficulty=difficulty)
     return out, summary
 
 
@@ -137,7 +149,7 @@ def test_sequence_lengths_are_real_like(folder, loaded):
 # --- values ---------------------------------------------------------------------------------
 
 
-def test_nan_covers_whole_parts(loaded):
+def test_nan_covers_whole_parts(loaded, difficulty):
     meta, sequences = loaded
     missing = frames = 0
     for row in meta.itertuples():
@@ -152,8 +164,9 @@ def test_nan_covers_whole_parts(loaded):
         assert gone < nan[:, part_slice(other)].all((1, 2)).sum()  # the signing hand is seen most
         missing += gone
         frames += len(nan)
-    # the signing hand drops out in short bursts: in some frames, but few
-    assert 0.01 * frames < missing < 0.12 * frames
+    # the signing hand drops out in bursts: in some frames, but few
+    low, high = MISSING_SHARE[difficulty]
+    assert low * frames < missing < high * frames
 
 
 def test_coordinates_are_image_like(loaded):
@@ -239,16 +252,16 @@ def same_frames(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
 
 
-def test_same_seed_is_identical_and_other_seed_differs(folder, loaded, tmp_path):
+def test_same_seed_is_identical_and_other_seed_differs(folder, loaded, tmp_path, difficulty):
     out, _ = folder
     original = frames_by_sequence(loaded[1])
     again = tmp_path / "again"
-    synthetic.generate(again, **ARGS)
+    synthetic.generate(again, **ARGS, difficulty=difficulty)
     for csv_name, _ in SPLITS:
         assert (again / csv_name).read_bytes() == (out / csv_name).read_bytes()
     assert same_frames(frames_by_sequence(read_folder(again)[1]), original)
     other = tmp_path / "other"
-    synthetic.generate(other, **{**ARGS, "seed": 4})
+    synthetic.generate(other, **{**ARGS, "seed": 4}, difficulty=difficulty)
     assert (other / "train.csv").read_bytes() != (out / "train.csv").read_bytes()
     first = pd.read_csv(other / "train.csv").iloc[0]
     rows = pd.read_parquet(other / first.path).loc[[first.sequence_id]]
@@ -257,10 +270,10 @@ def test_same_seed_is_identical_and_other_seed_differs(folder, loaded, tmp_path)
                    for f in original.values())
 
 
-def test_sequences_do_not_depend_on_file_grouping(folder, loaded, tmp_path):
+def test_sequences_do_not_depend_on_file_grouping(folder, loaded, tmp_path, difficulty):
     out, _ = folder
     regrouped = tmp_path / "regrouped"
-    synthetic.generate(regrouped, **{**ARGS, "sequences_per_file": 3})
+    synthetic.generate(regrouped, **{**ARGS, "sequences_per_file": 3}, difficulty=difficulty)
     cols = ["sequence_id", "participant_id", "phrase"]
     for csv_name, _ in SPLITS:
         a, b = pd.read_csv(out / csv_name), pd.read_csv(regrouped / csv_name)
@@ -323,12 +336,18 @@ def test_module_does_not_import_tensorflow():
 # --- the signal -----------------------------------------------------------------------------
 
 
-def test_frame_labels_follow_the_phrase():
+@pytest.mark.parametrize("preset", list(synthetic.DIFFICULTIES))
+def test_frame_labels_follow_the_phrase(preset):
     phrase = "hello  www.aa.com/~x"  # doubled letters and spaces must stay separate holds
-    frames, labels = synthetic.render_sequence(phrase, 17, np.random.default_rng(1))
-    assert len(frames) == len(labels) and labels[0] == labels[-1] == -1
-    starts = np.flatnonzero((labels >= 0) & np.r_[True, labels[1:] != labels[:-1]])
-    np.testing.assert_array_equal(labels[starts], vocab.encode(phrase))
+    for pid, seed in [(17, 1), *((p, 10 + p) for p in range(0, 240, 12))]:  # slow and fast clips
+        frames, labels = synthetic.render_sequence(phrase, pid, np.random.default_rng(seed),
+                                                   preset)
+        assert len(frames) == len(labels) and labels[0] == labels[-1] == -1
+        change = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+        chars = labels[change] >= 0
+        np.testing.assert_array_equal(labels[change[chars]], vocab.encode(phrase))
+        runs = np.diff(np.r_[change, len(labels)])
+        assert runs[chars].min() >= 2  # every character is held for at least 2 frames
 
 
 def dominant_hand(frames: np.ndarray, person: synthetic.Participant) -> np.ndarray:
@@ -391,3 +410,179 @@ def test_alphabet_is_fixed_and_separated():
     assert gaps.min() > 0.3  # mean landmark distance, in palm lengths
     rest = synthetic.hand_pose(synthetic.NEUTRAL)
     assert np.linalg.norm(shapes - rest, axis=-1).mean(-1).min() > 0.3
+
+
+# --- difficulty presets ---------------------------------------------------------------------
+
+# Computed with the generator from before the difficulty presets existed: (phrase, participant,
+# rng seed) -> frames, sum of the labels, NaN count, sum of the finite values and a weighted sum
+# (weights 1..7 cycling over the flattened frames, so moved values count too). Participant 0 is
+# left-handed and 3 shows the idle other hand.
+DEFAULT_CHECKSUMS = [
+    ("hello  www.aa.com/~x", 17, 1, 163, 3081, 10332, 67245.81764919983, 268985.6835498044),
+    ("271097 bayshore boulevard", 0, 2, 148, 2601, 17667, 56904.49248696659, 227612.73308979213),
+    ("+20-4703-88149", 3, 3, 105, 815, 6174, 41838.457947296, 167354.821192248),
+    ("the kettle is whistling again", 40, 4, 164, 3758, 10773, 65748.17400544643,
+     262987.4919356614),
+]
+
+
+def checksum(frames: np.ndarray, labels: np.ndarray) -> tuple:
+    v = frames.astype(np.float64)
+    weights = np.arange(v.size, dtype=np.float64).reshape(v.shape) % 7 + 1
+    return (len(frames), int(labels.sum()), int(np.isnan(v).sum()), float(np.nansum(v)),
+            float(np.nansum(v * weights)))
+
+
+def test_default_output_is_pinned():
+    """The default preset renders exactly what the generator always rendered."""
+    assert synthetic.participant_profile(0).left_handed
+    assert synthetic.participant_profile(3).rests_other_hand
+    for phrase, pid, seed, *expected in DEFAULT_CHECKSUMS:
+        for difficulty in ("default", synthetic.Difficulty()):
+            got = checksum(*synthetic.render_sequence(phrase, pid, np.random.default_rng(seed),
+                                                      difficulty))
+            assert got[:3] == tuple(expected[:3]), (phrase, got)
+            np.testing.assert_allclose(got[3:], expected[3:], rtol=1e-9, err_msg=phrase)
+
+
+def test_presets_are_difficulties():
+    assert synthetic.DIFFICULTIES["default"] == synthetic.Difficulty()
+    hard = synthetic.DIFFICULTIES["hard"]
+    assert hard.varies_rate and not synthetic.Difficulty().varies_rate
+    with pytest.raises(ValueError, match="known: default, hard"):
+        synthetic.render_sequence("a", 1, np.random.default_rng(0), "nightmare")
+    with pytest.raises(ValueError, match="rate_low"):
+        synthetic.Difficulty(rate_low=2.0, rate_high=1.0)
+    with pytest.raises(ValueError, match="coarticulation"):
+        synthetic.Difficulty(coarticulation=1.5)
+
+
+# Each effect of the hard preset, by its knobs.
+HARD_EFFECTS = {
+    "coarticulation": ("coarticulation", "context", "hold_scale", "transition_scale",
+                       "max_transition", "smoothing"),
+    "signer variants": ("style_scale", "variants", "variant_spread"),
+    "wrist and camera": ("wrist_wobble", "camera_roll", "camera_zoom", "camera_yaw"),
+    "detection": ("noise_scale", "missing_scale", "missing_burst", "occlusion"),
+    "frame rate": ("rate_low", "rate_high", "speed_change"),
+    "other hand": ("distractor", "distractor_frames", "distractor_motion", "distractor_reach"),
+}
+
+
+@pytest.mark.parametrize("effect", list(HARD_EFFECTS))
+def test_each_hard_effect_changes_the_clips(effect):
+    hard = synthetic.DIFFICULTIES["hard"]
+    assert all(getattr(hard, k) != getattr(synthetic.Difficulty(), k)
+               for k in HARD_EFFECTS[effect])  # the preset switches the effect on
+    only = dataclasses.replace(synthetic.Difficulty(),
+                               **{k: getattr(hard, k) for k in HARD_EFFECTS[effect]})
+    for pid, seed in ((3, 0), (0, 1), (40, 2)):
+        base = synthetic.render_sequence("cedar 12", pid, np.random.default_rng(seed))[0]
+        changed = synthetic.render_sequence("cedar 12", pid, np.random.default_rng(seed), only)[0]
+        assert base.shape != changed.shape or not np.array_equal(base, changed, equal_nan=True)
+
+
+def test_hard_timing_varies_and_keeps_the_phrase():
+    """Per-clip frame rates and speed changes spread the frames per character much wider."""
+    spread = {}
+    for preset in synthetic.DIFFICULTIES:
+        per_char = [len(synthetic.render_sequence("maple street 12", pid,
+                                                  np.random.default_rng(pid), preset)[0]) / 15
+                    for pid in range(0, 255, 5)]
+        spread[preset] = np.std(per_char)
+    assert spread["hard"] > 1.5 * spread["default"], spread
+
+
+def test_hard_other_hand_moves_but_the_signing_hand_dominates():
+    seen_other = moving = frames = 0
+    for pid in range(0, 255, 4):
+        person = synthetic.participant_profile(pid)
+        frames_, _ = synthetic.render_sequence("271097 bayshore boulevard", pid,
+                                               np.random.default_rng(pid), "hard")
+        p = frames_.reshape(len(frames_), 3, N_RAW).transpose(0, 2, 1)
+        signing, other = ("left_hand", "right_hand") if person.left_handed else (
+            "right_hand", "left_hand")
+        sign_seen = ~np.isnan(p[:, part_slice(signing).start, 0])
+        other_wrist = p[:, part_slice(other).start, :2]
+        other_seen = ~np.isnan(other_wrist[:, 0])
+        assert sign_seen.sum() > other_seen.sum()  # the pipeline picks the signing hand
+        seen_other += other_seen.sum()
+        frames += len(p)
+        if other_seen.sum() > 1:
+            moving += np.ptp(other_wrist[other_seen], axis=0).max() > 2 * person.palm
+    assert seen_other > 0.15 * frames  # default: about 0.06
+    assert moving >= 20  # of 64 clips
+
+
+def test_hard_differs_from_default_for_the_same_seed(tmp_path):
+    small = dict(n_train=3, n_supplemental=2, sequences_per_file=2, n_participants=3, seed=9)
+    synthetic.generate(tmp_path / "default", **small)
+    synthetic.generate(tmp_path / "hard", **small, difficulty="hard")
+    for csv_name, _ in SPLITS:  # the same sequences, ids and phrases
+        assert (tmp_path / "default" / csv_name).read_bytes() == (
+            tmp_path / "hard" / csv_name).read_bytes()
+    default = frames_by_sequence(read_folder(tmp_path / "default")[1])
+    hard = frames_by_sequence(read_folder(tmp_path / "hard")[1])
+    assert default.keys() == hard.keys()
+    for sid, frames in default.items():
+        assert frames.shape != hard[sid].shape or not np.array_equal(frames, hard[sid],
+                                                                     equal_nan=True)
+
+
+def test_manifest_records_the_difficulty(tmp_path):
+    small = dict(n_train=2, n_supplemental=1, sequences_per_file=2, n_participants=2, seed=1)
+    out = tmp_path / "data"
+    synthetic.generate(out, **small)
+    # A default folder's manifest is the one the generator always wrote.
+    assert json.loads((out / "synthetic_manifest.json").read_text()) == {
+        "generator": "asl_keras.data.synthetic", "n_train": 2, "n_supplemental": 1,
+        "sequences_per_file": 2, "n_participants": 2, "seed": 1}
+    with pytest.raises(FileExistsError, match="--force"):
+        synthetic.generate(out, **small, difficulty="hard")
+    synthetic.generate(out, **small, difficulty="hard", force=True)
+    manifest = json.loads((out / "synthetic_manifest.json").read_text())
+    assert manifest["difficulty"] == "hard"
+    assert manifest["difficulty_knobs"] == dataclasses.asdict(synthetic.DIFFICULTIES["hard"])
+    synthetic.generate(out, **small, difficulty="hard")  # the same arguments again: fine
+    with pytest.raises(FileExistsError, match="--force"):
+        synthetic.generate(out, **small)
+    with pytest.raises(ValueError, match="unknown difficulty"):
+        synthetic.generate(tmp_path / "other", **small, difficulty="nightmare")
+
+
+def test_cli_difficulty(tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["--out", str(out), "--sequences", "2", "--per-file", "2", "--participants", "2"]
+    assert synthetic.main(argv + ["--difficulty", "hard"]) == 0
+    assert "difficulty hard" in capsys.readouterr().out
+    assert json.loads((out / "synthetic_manifest.json").read_text())["difficulty"] == "hard"
+    assert synthetic.main(argv) == 1  # a default run refuses the hard folder
+    assert "--force" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        synthetic.main(argv + ["--difficulty", "nightmare"])
+    assert e.value.code == 2 and "invalid choice: 'nightmare'" in capsys.readouterr().err
+
+
+def test_config_difficulty_is_validated():
+    demo = config_path("demo.yaml")
+    assert config.load(demo).data.synthetic.difficulty == "default"
+    cfg = config.load(demo, ["data.synthetic.difficulty=hard"])
+    assert cfg.data.synthetic.difficulty == "hard"
+    with pytest.raises(config.ConfigError,
+                       match=r"data\.synthetic\.difficulty: must be one of default, hard"):
+        config.load(demo, ["data.synthetic.difficulty=nightmare"])
+
+
+def test_training_generates_the_configured_difficulty(tmp_path, monkeypatch):
+    from asl_keras.training import run
+
+    calls = []
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setattr(run.synthetic, "generate", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(run.convert, "convert", lambda source, records: None)
+    cfg = config.load(config_path("demo.yaml"), [
+        f"data.records={tmp_path / 'records'}", f"data.kaggle_dir={tmp_path / 'kaggle'}",
+        "data.synthetic.difficulty=hard"])
+    run.prepare_records(cfg)
+    assert len(calls) == 1 and calls[0][1]["difficulty"] == "hard"
