@@ -93,18 +93,19 @@ class Scale:
 SCALES = {
     # 2 CPU cores, two runs at a time on one core each (measured: README, section 6).
     "cpu": Scale(overrides=()),
-    # One GPU: 8x the data (16 signers -> 32), 4x the width, 4x the epochs. Not measured here
-    # (no GPU on the development machine); the estimate scales the CPU run's step count by 32
-    # and assumes ~20x the per-sample speed of one CPU core for models of this width.
+    # One GPU: 4x the data (16 signers -> 32), 2x the width and depth, 2x the epochs: about
+    # 64x the arithmetic of a CPU run (8x per clip, 8x the clips). Not measured (no GPU on the
+    # development machine): a CPU run takes ~5 core-minutes, a GPU is taken as 50-100x one
+    # core for models of this width, i.e. 3-6 minutes a run, 24 runs.
     "gpu": Scale(
-        overrides=("data.synthetic.train=12000", "data.synthetic.supplemental=2400",
-                   "data.synthetic.participants=32", "data.synthetic.per_file=1000",
-                   "train.epochs=48", "train.eval_every=6", "model.dim=256", "model.heads=4",
-                   "model.decoder_ffn=512", "data.batch_size=64"),
+        overrides=("data.synthetic.train=6000", "data.synthetic.supplemental=1200",
+                   "data.synthetic.participants=32", "data.synthetic.per_file=500",
+                   "train.epochs=30", "train.eval_every=5", "model.dim=128", "model.heads=4",
+                   "model.decoder_ffn=256", "data.batch_size=32"),
         squeezeformer=("model.blocks=4",),
-        zipformer=("model.blocks=2", "model.ffn_dims=[256,384,512]"),
-        downsampled=("model.stacks=[[2,2,256]]",),
-        minutes="~3 h on one GPU (estimate)"),
+        zipformer=("model.blocks=2", "model.ffn_dims=[96,128,160]"),
+        downsampled=("model.stacks=[[2,2,128]]",),
+        minutes="about 1.5-2.5 h on one GPU (estimated from the arithmetic, not measured)"),
 }
 
 

@@ -92,9 +92,21 @@ def tpu_strategy(asked: bool) -> tf.distribute.TPUStrategy:
                         "strategy) to train without a TPU.")
 
 
+def _tf_config() -> tuple[dict, dict]:
+    """The cluster and this process's task from TF_CONFIG (empty without one)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    return tf_config.get("cluster", {}), tf_config.get("task", {})
+
+
 def _workers() -> int:
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    cluster, _ = _tf_config()
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def _chief_kind(cluster: dict) -> str:
+    """As in MultiWorkerMirroredStrategy: task 0 of `chief` when the cluster has one, else
+    worker 0, is the chief."""
+    return "chief" if cluster.get("chief") else "worker"
 
 
 def pick_strategy(name: str = "auto") -> tf.distribute.Strategy:
@@ -153,12 +165,13 @@ def set_precision(policy: str) -> None:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process writes checkpoints and logs (worker 0 / the only process)."""
+    """Whether this process writes checkpoints and logs: the cluster's chief (`_chief_kind`),
+    or the only process."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
         return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker"
-                                              and resolver.task_id == 0)
+    kind = _chief_kind(resolver.cluster_spec().as_dict())
+    return resolver.task_type == kind and resolver.task_id == 0
 
 
 def chief_elsewhere() -> str | None:
@@ -166,14 +179,13 @@ def chief_elsewhere() -> str | None:
 
     E.g. "worker 0 at host0:12345". Read from TF_CONFIG alone, without building a strategy, so
     that work done once per cluster (preparing the records) can happen before the Trainer
-    builds one. As in MultiWorkerMirroredStrategy, the chief is the `chief` task when the
-    cluster has one, else worker 0; a process without a TF_CONFIG cluster is its own chief.
+    builds one. The chief is the one `is_chief` names; a process without a TF_CONFIG cluster
+    is its own chief.
     """
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    cluster, task = tf_config.get("cluster", {}), tf_config.get("task", {})
+    cluster, task = _tf_config()
     if not cluster:
         return None
-    kind = "chief" if cluster.get("chief") else "worker"
+    kind = _chief_kind(cluster)
     if task.get("type") == kind and int(task.get("index", 0)) == 0:
         return None
     return f"{kind} 0 at {cluster[kind][0]}"

@@ -189,3 +189,26 @@ def test_a_worker_without_its_chief_stops_waiting_with_a_clear_error(tmp_path, m
     assert f"{tmp_path}/records" in str(e.value) and "0.5 s" in str(e.value)
     assert "worker 0 at host0:2222" in str(e.value)
     assert not (tmp_path / "kaggle").exists()  # only the chief generates the synthetic set
+
+
+@pytest.mark.parametrize("cluster,task,chief", [
+    ({"worker": ["a:1", "b:1"]}, ("worker", 0), True),
+    ({"worker": ["a:1", "b:1"]}, ("worker", 1), False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, ("worker", 0), False),  # the chief task writes
+    ({"chief": ["c:1"], "worker": ["a:1"]}, ("chief", 0), True),
+    ({"worker": ["a:1"]}, ("evaluator", 0), False),
+])
+def test_one_process_of_a_cluster_writes(cluster, task, chief):
+    """`is_chief` (who writes checkpoints) agrees with `chief_elsewhere` (who prepares data)."""
+    from asl_keras.runtime import tf
+    from asl_keras.training import strategy
+
+    class Resolver:
+        task_type, task_id = task
+
+        def cluster_spec(self):
+            return tf.train.ClusterSpec(cluster)
+
+    fake = type("Strategy", (), {"cluster_resolver": Resolver()})()
+    assert strategy.is_chief(fake) is chief
+    assert strategy.is_chief(type("Strategy", (), {})())  # one process: it writes
