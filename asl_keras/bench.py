@@ -272,24 +272,6 @@ def stage_functions(members, max_len: int) -> dict:
             "whole": tflite.serving_function(members, max_len)}
 
 
-def _interleaved(runners: dict, clips: dict, repeats: int) -> tuple[dict, dict]:
-    """Call every runner on its clip in turn, `repeats` rounds (after one untimed call each):
-    (milliseconds per runner, output rows per runner)."""
-    import numpy as np
-
-    from asl_keras.export import tflite
-
-    rows = {k: run(**{tflite.INPUT: clips[k]})[tflite.OUTPUT].shape[0]
-            for k, run in runners.items()}
-    times = {k: [] for k in runners}
-    for _ in range(repeats):
-        for k, run in runners.items():
-            start = time.perf_counter()
-            run(**{tflite.INPUT: clips[k]})
-            times[k].append(1000 * (time.perf_counter() - start))
-    return {k: np.asarray(v) for k, v in times.items()}, rows
-
-
 def against_columns(path: str) -> list[str]:
     """Input columns of another TFLite model: `selected_columns` of the `*inference_args.json`
     beside it (its own column order), else this project's SELECTED_COLUMNS."""
@@ -357,7 +339,7 @@ def bench_tflite(args) -> list[dict]:
                     clips = {k: clip for k in graphs}
                     if theirs is not None:
                         clips["reference"] = np.ascontiguousarray(clip[:, theirs])
-                    times, out_rows = _interleaved(runners, clips, args.repeats)
+                    times, out_rows = tflite.interleaved_latencies_ms(runners, clips, args.repeats)
                     med = {k: float(np.median(v)) for k, v in times.items()}
                     decoding = med["whole"] - med["encoders"]
                     row = {"config": os.path.basename(path), "models": n,
@@ -395,12 +377,11 @@ def bench_clips(args) -> list[dict]:
     for threads in args.threads:
         runners = {p: tflite.runner(p, num_threads=threads) for p in args.tflite}
         times = {p: [] for p in args.tflite}
-        for frames in clips.frames:
-            for p, run in runners.items():
-                run(**{tflite.INPUT: frames})
-                start = time.perf_counter()
-                run(**{tflite.INPUT: frames})
-                times[p].append(1000 * (time.perf_counter() - start))
+        for frames in clips.frames:  # each clip: one untimed call, then one timed, per file
+            clip_times, _ = tflite.interleaved_latencies_ms(
+                runners, dict.fromkeys(runners, frames), 1)
+            for p, t in clip_times.items():
+                times[p].extend(t)
         for p in args.tflite:
             t = np.asarray(times[p])
             rows.append({"model": p, "threads": threads, "clips": len(t),

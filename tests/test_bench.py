@@ -75,3 +75,21 @@ def test_curves_reads_finished_runs_and_writes_one_row_each(tmp_path, capsys):
     assert rows[0]["score by epoch"] == "2: 0.200, 4: 0.600" and rows[1]["final"] == "0.9000"
     assert rows[1]["batch"] == 16 and rows[0]["train min"] == "2.0"
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_interleaved_latencies_take_turns_after_one_untimed_call_each():
+    calls = []
+
+    def runner(name, rows):
+        def run(**inputs):
+            calls.append(name)
+            return {tflite.OUTPUT: np.zeros((rows, 59))}
+        return run
+
+    runners = {"a": runner("a", 3), "b": runner("b", 5)}
+    clip = np.zeros((4, 390), "float32")
+    times, rows = tflite.interleaved_latencies_ms(runners, {"a": clip, "b": clip}, 3)
+    assert calls == ["a", "b"] * 4  # the untimed round, then 3 timed rounds in turn
+    assert rows == {"a": 3, "b": 5}
+    assert {k: v.shape for k, v in times.items()} == {"a": (3,), "b": (3,)}
+    assert all((v >= 0).all() for v in times.values())

@@ -399,18 +399,28 @@ def check_contract(model: bytes, size_limit: int = SIZE_LIMIT) -> set[str]:
     return ops
 
 
+def interleaved_latencies_ms(runners: dict, clips: dict,
+                             repeats: int) -> tuple[dict[object, np.ndarray], dict[object, int]]:
+    """Time every runner on its clip (`clips[key]`, frames `[T, 390]`), taking turns, for
+    `repeats` rounds, so that all of them see the same machine load. One untimed call each
+    comes first (it allocates). Returns the milliseconds of each timed call and the output rows
+    of each runner, both by key."""
+    rows = {k: run(**{INPUT: clips[k]})[OUTPUT].shape[0] for k, run in runners.items()}
+    times = {k: [] for k in runners}
+    for _ in range(repeats):
+        for k, run in runners.items():
+            start = time.perf_counter()
+            run(**{INPUT: clips[k]})
+            times[k].append(1000 * (time.perf_counter() - start))
+    return {k: np.asarray(v) for k, v in times.items()}, rows
+
+
 def clip_latencies_ms(signature_runner, frames: int, repeats: int) -> np.ndarray:
-    """Milliseconds of each of `repeats` calls on a `frames`-frame sample clip (the first,
-    allocating call is made before and not counted)."""
+    """Milliseconds of each of `repeats` calls on a `frames`-frame sample clip (after an
+    untimed first call)."""
     clip = sample_sequences(1, seed=0)[0]
     x = np.resize(clip, (frames, clip.shape[1])).astype("float32")
-    signature_runner(inputs=x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        signature_runner(inputs=x)
-        times.append(1000 * (time.perf_counter() - start))
-    return np.asarray(times)
+    return interleaved_latencies_ms({0: signature_runner}, {0: x}, repeats)[0][0]
 
 
 def sample_sequences(count: int, seed: int = 0) -> list[np.ndarray]:
