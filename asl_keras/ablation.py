@@ -26,16 +26,16 @@ Variants (each adds to the one before, except that (a) is the reference):
 (d) (c) trained with ScaledAdam + Eden;
 (e) (d) with temporal downsampling: the block runs at half the frame rate inside a Bypass.
 The public fork's frozen-schedule set (formerly (b)) is left out: it reproduces a bug and
-decides nothing, and leaving it out keeps the CPU run near an hour. At the `cpu` scale the
+decides nothing. At the `cpu` scale the
 encoders are small on purpose (Squeezeformer 2 blocks = 95k encoder parameters, one Zipformer
-block = 91k; downsampling adds 66) so that 4 variants x 2 presets x 5 runs fit on 2 cores.
+block = 91k; downsampling adds 66) so that the measured set (variants a, c, d: 5 runs each on
+the default data, 3 on the hard preset) fits in about an hour on 2 cores.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import io
 import json
 import multiprocessing
 import os
@@ -78,16 +78,14 @@ class Scale:
     """How big every run of the ablation is.
 
     `overrides` apply to every variant (data size, epochs); `squeezeformer` and `zipformer`
-    to the variants of that encoder, sized so that both have about the same parameter count.
-    `minutes` is the expected wall time of the whole default ablation (2 presets, 4 variants,
-    5 runs each) on the machine the scale is meant for.
+    to the variants of that encoder, sized so that both have about the same parameter count;
+    `downsampled` replaces the stacks of the downsampling variant (e) at that width.
     """
 
     overrides: tuple[str, ...]
     squeezeformer: tuple[str, ...] = ()
     zipformer: tuple[str, ...] = ()
-    downsampled: tuple[str, ...] = ()  # the stacks of variant (e) at this width
-    minutes: str = ""
+    downsampled: tuple[str, ...] = ()
 
 
 SCALES = {
@@ -96,7 +94,7 @@ SCALES = {
     # One GPU: 4x the data (16 signers -> 32), 2x the width and depth, 2x the epochs: about
     # 64x the arithmetic of a CPU run (8x per clip, 8x the clips). Not measured (no GPU on the
     # development machine): a CPU run takes ~5 core-minutes, a GPU is taken as 50-100x one
-    # core for models of this width, i.e. 3-6 minutes a run, 24 runs.
+    # core for models of this width, i.e. 3-6 minutes a run: 1.5-2.5 h for 24 runs.
     "gpu": Scale(
         overrides=("data.synthetic.train=6000", "data.synthetic.supplemental=1200",
                    "data.synthetic.participants=32", "data.synthetic.per_file=500",
@@ -104,8 +102,7 @@ SCALES = {
                    "model.decoder_ffn=256", "data.batch_size=32"),
         squeezeformer=("model.blocks=4",),
         zipformer=("model.blocks=2", "model.ffn_dims=[96,128,160]"),
-        downsampled=("model.stacks=[[2,2,128]]",),
-        minutes="about 1.5-2.5 h on one GPU (estimated from the arithmetic, not measured)"),
+        downsampled=("model.stacks=[[2,2,128]]",)),
 }
 
 
@@ -329,7 +326,7 @@ def plot_curves(rows: list[dict], preset: str, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from asl_keras.runtime import tf
+    from asl_keras.training.trainer import save_png
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for s in summarize(rows, preset):
@@ -343,11 +340,7 @@ def plot_curves(rows: list[dict], preset: str, path: str) -> None:
     ax.set_title(f"ablation, {preset} data")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    png = io.BytesIO()  # matplotlib writes local files only
-    fig.savefig(png, format="png", dpi=90)
-    plt.close(fig)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(png.getvalue())
+    save_png(fig, path)
 
 
 def write_readme(text: str, readme: str = README) -> bool:
@@ -390,10 +383,10 @@ def run(seeds=(0, 1, 2), variants=tuple(VARIANTS), presets=tuple(PRESETS),
         params, latency = {}, {}
         for s in summarize(rows, preset):
             first = s["seeds"][0]
-            params[s["variant"]] = encoder_parameters(first["spec"].config())
+            cfg = first["spec"].config()
+            params[s["variant"]] = encoder_parameters(cfg)
             if first["weights"]:
-                latency[s["variant"]] = tflite_latency_ms(first["spec"].config(),
-                                                          first["weights"])
+                latency[s["variant"]] = tflite_latency_ms(cfg, first["weights"])
         tables.append(table(rows, preset, latency, params))
         plot_curves(rows, preset, os.path.join(out_dir, f"ablation_{preset}.png"))
     text = "\n\n".join(tables)

@@ -395,8 +395,6 @@ def bench_clips(args) -> list[dict]:
 def bench_curves(args) -> list[dict]:
     """Learning curves of finished runs (their history.csv and config.yaml): one row per run,
     the validation score against the epoch in one PNG."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -405,6 +403,7 @@ def bench_curves(args) -> list[dict]:
     import yaml
 
     from asl_keras.runtime import tf
+    from asl_keras.training.trainer import save_png
 
     rows = []
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -429,11 +428,7 @@ def bench_curves(args) -> list[dict]:
     ax.set_ylabel("validation score")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    png = io.BytesIO()  # matplotlib writes local files only
-    fig.savefig(png, format="png", dpi=90)
-    plt.close(fig)
-    with tf.io.gfile.GFile(args.out, "wb") as f:
-        f.write(png.getvalue())
+    save_png(fig, args.out)
     print(f"wrote {args.out}")
     return rows
 

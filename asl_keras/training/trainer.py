@@ -512,10 +512,17 @@ def plot_history(directory: str) -> list[str]:
         ax.set_ylabel(label)
         fig.tight_layout()
         path = os.path.join(directory, f"{key}.png")
-        png = io.BytesIO()  # matplotlib writes local files only
-        fig.savefig(png, format="png", dpi=90)
-        plt.close(fig)
-        with tf.io.gfile.GFile(path, "wb") as f:
-            f.write(png.getvalue())
+        save_png(fig, path)
         out.append(path)
     return out
+
+
+def save_png(fig, path: str) -> None:
+    """Write a matplotlib figure as PNG to any tf.io.gfile path and close it."""
+    import matplotlib.pyplot as plt
+
+    png = io.BytesIO()  # matplotlib writes local files only
+    fig.savefig(png, format="png", dpi=90)
+    plt.close(fig)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(png.getvalue())
