@@ -172,7 +172,7 @@ def tflite_latency_ms(cfg: config.Config, weights: str, frames: int = 128,
     from asl_keras.export import tflite
 
     models = tflite.load_models(cfg, [weights])
-    runner = tflite.runner(tflite.convert(models, cfg.data.max_len, fp16=False), num_threads=1)
+    runner = tflite.runner(tflite.convert(models, cfg.data.max_len, weights="fp32"), num_threads=1)
     return float(np.median(tflite.clip_latencies_ms(runner, frames, repeats)))
 
 

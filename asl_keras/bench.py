@@ -8,6 +8,9 @@
     python -m asl_keras.bench tflite [--configs configs/cfg_2.yaml ...] [--against REF.tflite]
                                      [--members 1 2] [--threads 1 2] [--checkpoints A B]
     python -m asl_keras.bench clips --tflite A.tflite [B.tflite] --records DIR [--clips 200]
+    python -m asl_keras.bench decoding --config C [--checkpoints A B C --records DIR]
+                                       [--modes attention ctc joint joint-beam4] [--members 1 2 3]
+                                       [--weights fp16 int8] [--threads 1 2] [--grid 4:int8:joint]
     python -m asl_keras.bench curves --runs RUN_DIR [RUN_DIR ...] [--labels ...] [--out PNG]
     python -m asl_keras.bench ablation [--presets default hard] [--seeds 0 1 2] [--jobs 2]
                                        [--variants a c d e] [--lr-factors 0.5 1 2]
@@ -264,7 +267,7 @@ def stage_functions(members, max_len: int) -> dict:
 
     def encoders(inputs):
         x, mask = tflite.encoder_inputs(tflite.at_least_one_frame(inputs), max_len)
-        encoded, confidence = tflite.encode(members, x, mask)
+        encoded, confidence, _ = tflite.encode(members, x, mask)
         out = tf.add_n([tf.reduce_sum(e, axis=-1) for _, e, _ in encoded])
         return {tflite.OUTPUT: out if confidence is None else out + confidence[:, None]}
 
@@ -326,7 +329,8 @@ def bench_tflite(args) -> list[dict]:
             for m in members:
                 worst_case(m)
         for n in args.members:
-            graphs = {k: tflite.convert_function(fn, members[:n], fp16=not args.no_fp16)
+            graphs = {k: tflite.convert_function(fn, members[:n],
+                                                "fp32" if args.no_fp16 else "fp16")
                       for k, fn in stage_functions(members[:n], cfg.data.max_len).items()}
             ops = tflite.subgraph_operators(graphs["whole"])
             step_ops = sum(v for k, v in ops.items() if "while_body" in k or "while_cond" in k)
@@ -389,6 +393,91 @@ def bench_clips(args) -> list[dict]:
                          "mean ms": f"{t.mean():.1f}", "p50 ms": f"{np.median(t):.1f}",
                          "p95 ms": f"{np.percentile(t, 95):.1f}",
                          "vs first": f"{np.median(t / np.asarray(times[args.tflite[0]])):.2f}"})
+    return rows
+
+
+def parse_mode(name: str):
+    """`attention`, `ctc`, `joint`, `attention-beam4`, `joint-beam4` -> a Decoding."""
+    from asl_keras.decoding import Decoding
+
+    mode, _, beam = name.partition("-beam")
+    return Decoding(mode, beam=int(beam) if beam else 1)
+
+
+def bench_decoding(args) -> list[dict]:
+    """Decoding mode x members x stored weights -> score, latency, size, projected hours.
+
+    With `--checkpoints` (trained members; the first n make an n-member ensemble) and
+    `--records`: every file is scored on the held-out clips (`--fold`) one clip at a time on 1
+    thread, the latency of each call timed; 1 member is run for every checkpoint separately
+    and reported as mean +- std over them (the seed spread). Latency at more threads: the
+    first `--timed-clips` clips again. Without checkpoints: untrained `--config` members with
+    `worst_case` weights (every call decodes all 33 steps), timed on a synthetic clip of
+    `--frames` frames; no score. Projected hours: mean latency on 1 thread x 67,208 clips.
+    """
+    import numpy as np
+
+    from asl_keras import config, evaluate
+    from asl_keras.export import tflite
+    from asl_keras.models.recognizer import build_recognizer
+    from asl_keras.training.metrics import normalized_total
+
+    cfg = config.load(args.config)
+    grid = ([(int(n), w, m) for n, w, m in (g.split(":") for g in args.grid)] if args.grid else
+            [(n, w, m) for m in args.modes for n in args.members for w in args.weights])
+    most = max(n for n, _, _ in grid)
+    if args.checkpoints and (not args.records or len(args.checkpoints) < most):
+        raise SystemExit(f"bench decoding: --checkpoints need --records (the clips they score) "
+                         f"and at least {most} checkpoints (the largest ensemble)")
+    if args.checkpoints:
+        models = tflite.load_models(cfg, args.checkpoints)
+        clips = tflite.record_clips(args.records, args.fold, args.clips)
+    else:
+        with tflite.float32_policy():
+            models = [build_recognizer(cfg) for _ in range(most)]
+        for m in models:
+            worst_case(m)
+        base = tflite.sample_sequences(1, seed=0)[0]
+        clips = tflite.CheckClips("synthetic", [np.resize(base, (args.frames, base.shape[1]))
+                                                .astype("float32")])
+    rows = []
+    for n, weights, mode in grid:
+        decoding = parse_mode(mode)
+        groups = ([[m] for m in models] if n == 1 and args.checkpoints else [models[:n]])
+        scores, times, sizes = [], {t: [] for t in args.threads}, []
+        for members in groups:
+            model = tflite.convert(members, cfg.data.max_len, weights, decoding)
+            sizes.append(len(model))
+            for threads in args.threads:
+                run = tflite.runner(model, num_threads=threads)
+                timed = clips.frames if threads == 1 else clips.frames[:args.timed_clips]
+                repeats = 1 if args.checkpoints else args.repeats
+                texts = []
+                for frames in timed:
+                    ms, _ = tflite.interleaved_latencies_ms({0: run}, {0: frames}, repeats)
+                    times[threads].extend(ms[0])
+                    if threads == 1 and clips.phrases:
+                        texts.append(tflite.tflite_text(run, frames))
+                if texts:
+                    scores.append(normalized_total(clips.phrases, texts))
+        row = {"decoding": decoding.describe(), "members": n, "weights": weights,
+               "size kB": f"{np.mean(sizes) / 1e3:,.0f}"}
+        if scores:
+            row["score"] = (f"{np.mean(scores):.4f} +- {np.std(scores):.4f}" if len(scores) > 1
+                            else f"{scores[0]:.4f}")
+            row["per seed"] = " ".join(f"{s:.4f}" for s in scores) if len(scores) > 1 else ""
+        for threads in args.threads:
+            t = np.asarray(times[threads])
+            row[f"p50 ms {threads}t"] = f"{np.median(t):.1f}"
+            row[f"p95 ms {threads}t"] = f"{np.percentile(t, 95):.1f}"
+        mean = float(np.mean(times[args.threads[0]]))
+        row["hours"] = f"{mean / 1000 * evaluate.HIDDEN_TEST_SEQUENCES / 3600:.2f}"
+        rows.append(row)
+        print(_table([row]).splitlines()[-1], flush=True)
+    where = (f"{len(clips.frames)} clips of {clips.source}" if args.checkpoints else
+             f"a {args.frames}-frame synthetic clip, untrained members decoding all 33 steps")
+    print(f"{args.config}: {where}; hours for {evaluate.HIDDEN_TEST_SEQUENCES:,} clips at the "
+          f"mean latency on {args.threads[0]} thread(s)")
     return rows
 
 
@@ -484,6 +573,23 @@ def main(argv=None) -> int:
     k.add_argument("--fold", type=int, default=0)
     k.add_argument("--clips", type=int, default=200)
     k.add_argument("--threads", type=int, nargs="+", default=[1])
+    d = sub.add_parser("decoding", help="decoding mode x members x weights: score, latency, "
+                       "size and projected hours")
+    d.add_argument("--config", required=True)
+    d.add_argument("--checkpoints", nargs="*", help="trained members (default: untrained, "
+                   "worst case); the first n make an n-member ensemble")
+    d.add_argument("--records", help="TFRecords whose held-out clips score the files")
+    d.add_argument("--fold", type=int, default=0)
+    d.add_argument("--clips", type=int, default=10**6, help="at most this many held-out clips")
+    d.add_argument("--timed-clips", type=int, default=100,
+                   help="clips timed again at the other thread counts")
+    d.add_argument("--modes", nargs="+", default=["attention", "ctc", "joint", "joint-beam4"])
+    d.add_argument("--members", type=int, nargs="+", default=[1, 2, 3])
+    d.add_argument("--weights", nargs="+", default=["fp16", "int8"])
+    d.add_argument("--grid", nargs="+", help="members:weights:mode cells instead of the product")
+    d.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    d.add_argument("--frames", type=int, default=128, help="clip length without checkpoints")
+    d.add_argument("--repeats", type=int, default=5, help="timed calls without checkpoints")
     v = sub.add_parser("curves", help="learning curves of finished runs: a row each, a PNG")
     v.add_argument("--runs", nargs="+", required=True, help="run folders (with history.csv)")
     v.add_argument("--labels", nargs="+", help="one per run (default: the folder names)")
@@ -502,7 +608,8 @@ def main(argv=None) -> int:
     os.makedirs(BENCH_DIR, exist_ok=True)
     rows = {"convert": bench_convert, "pipeline": bench_pipeline, "model": bench_model,
             "train": bench_train, "tflite": bench_tflite, "clips": bench_clips,
-            "curves": bench_curves, "ablation": bench_ablation}[args.what](args)
+            "decoding": bench_decoding, "curves": bench_curves,
+            "ablation": bench_ablation}[args.what](args)
     print(f"machine: {psutil.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
     if rows:

@@ -14,6 +14,7 @@ import os
 import sys
 
 from asl_keras import reference
+from asl_keras.decoding import DEFAULT_CTC_WEIGHT, MODES, Decoding
 from asl_keras.export import tflite
 from asl_keras.training.run import main_train, parse_args
 
@@ -35,11 +36,39 @@ def train(argv: list[str] | None = None) -> int:
     return main_train(args)
 
 
+def add_decoding_arguments(p: argparse.ArgumentParser, where: str) -> None:
+    """`--decoding`, `--ctc-weight`, `--beam` (read back with `decoding_from`)."""
+    p.add_argument("--decoding", choices=("auto", *MODES), default="auto",
+                   help=f"decoding {where} (docs/decoding.md): attention (the 1st place's), "
+                        "ctc (best path of the CTC head) or joint (attention + CTC prefix "
+                        "scores; ctc and joint need a CTC head); auto (default): "
+                        f"{tflite.DEFAULT_DECODING.mode} when every member has a CTC head, "
+                        "else attention")
+    p.add_argument("--ctc-weight", type=float, default=DEFAULT_CTC_WEIGHT,
+                   help="weight of the CTC score in joint decoding")
+    p.add_argument("--beam", type=int, default=1,
+                   help="beam width of attention or joint decoding (1: greedy)")
+
+
+def decoding_from(args, p: argparse.ArgumentParser) -> Decoding | None:
+    """The Decoding of `add_decoding_arguments`' values (None for auto); bad values end the
+    command with the parser's usage error."""
+    if args.decoding == "auto":
+        if args.beam != 1 or args.ctc_weight != DEFAULT_CTC_WEIGHT:
+            p.error("--beam and --ctc-weight need an explicit --decoding")
+        return None
+    try:
+        return Decoding(args.decoding, args.ctc_weight, args.beam)
+    except ValueError as e:
+        p.error(str(e))
+
+
 def export(argv: list[str] | None = None) -> int:
     """Export trained checkpoints as the competition's TFLite model (asl_keras/export/tflite.py).
 
         python export_tflite.py --config configs/cfg_2.yaml --checkpoints A.weights.h5 [B ...] \\
-            --out DIR [--no-fp16] [--submission] [--records DIR] [--check-clips 64]
+            --out DIR [--weights auto|fp16|int8|fp32] [--decoding auto|attention|ctc|joint] \
+            [--ctc-weight 0.3] [--beam 1] [--submission] [--records DIR] [--check-clips 64]
         python export_tflite.py --config configs/cfg_2_squeezeformer.yaml \\
             --checkpoints a.pth b.pth --out DIR --submission       # the 1st place's checkpoints
 
@@ -57,8 +86,13 @@ def export(argv: list[str] | None = None) -> int:
                    help=".weights.h5 files or 1st-place state_dicts (.pth, .pt, .npz); several "
                         "make an ensemble")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--no-fp16", dest="fp16", action="store_false",
-                   help="keep float32 weights (default: float16 weights, half the size)")
+    p.add_argument("--weights", choices=("auto", *tflite.WEIGHTS), default="auto",
+                   help="stored weights: fp16 (half the size of fp32), int8 (dynamic-range "
+                        "quantisation, a quarter; fits more members) or fp32; auto (default): "
+                        "fp16, or int8 when the fp16 file would not fit in 40 MB")
+    p.add_argument("--no-fp16", dest="weights", action="store_const", const="fp32",
+                   help="the same as --weights fp32")
+    add_decoding_arguments(p, "built into the graph")
     p.add_argument("--submission", action="store_true", help="also write submission.zip")
     p.add_argument("--records", help="TFRecords folder whose clips the TFLite-vs-Keras check "
                                      "scores (default: the config's data.records if it exists)")
@@ -67,11 +101,12 @@ def export(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.check_clips < 0:
         p.error("--check-clips must be >= 0")
+    decoding = decoding_from(args, p)
     try:
-        result = tflite.export(args.config, args.checkpoints, args.out, fp16=args.fp16,
+        result = tflite.export(args.config, args.checkpoints, args.out, weights=args.weights,
                                make_submission=args.submission, check_clips=args.check_clips,
-                               records_dir=args.records)
-    except (tflite.ExportError, reference.WeightImportError) as e:
+                               records_dir=args.records, decoding=decoding)
+    except (tflite.ExportError, reference.WeightImportError, ValueError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
     print(result.summary())

@@ -433,7 +433,8 @@ class Model:
     aux_loss_weight: float = 0.02
     # Not in the 1st-place model (2nd and 11th place used it): a CTC head on the encoder whose
     # loss is mixed in with this weight. It aligns encoder frames with characters early, which
-    # small models on little data need before the attention decoder locks on; 0 = off.
+    # small models on little data need before the attention decoder locks on, and the ctc and
+    # joint decoding modes read it (docs/decoding.md); 0 = off.
     ctc_loss_weight: float = 0.0
 
     def validate(self, path):

@@ -35,7 +35,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from asl_keras import config
+from asl_keras.cli import add_decoding_arguments, decoding_from
 from asl_keras.data import folds, kaggle
+from asl_keras.decoding import Decoding
 from asl_keras.export import submission
 from asl_keras.export import tflite as export
 from asl_keras.landmarks import SELECTED_COLUMNS
@@ -141,21 +143,26 @@ def score_tflite(model_path: str, samples: Sequence[Sample],
                    np.asarray(latencies))
 
 
-def score_keras(config_path: str, checkpoints: Sequence[str],
-                samples: Sequence[Sample]) -> Scores:
+def score_keras(config_path: str, checkpoints: Sequence[str], samples: Sequence[Sample],
+                decoding: Decoding | None = None) -> Scores:
     """Score float32 Keras models of `export.load_models` checkpoints on the same frames (they
-    must be in SELECTED_COLUMNS order, which `inference_args.json` lists)."""
+    must be in SELECTED_COLUMNS order, which `inference_args.json` lists), decoded in the mode
+    `decoding` (None: the export's default for these models)."""
     cfg = config.load(config_path)
     models = export.load_models(cfg, checkpoints)
+    decoding = export.default_decoding(models) if decoding is None else decoding
+    export.check_decoding(models, decoding)
     start = time.perf_counter()
-    predictions = export.keras_texts(models, cfg.data.max_len, [s.frames for s in samples])
+    predictions = export.keras_texts(models, cfg.data.max_len, [s.frames for s in samples],
+                                     decoding=decoding)
     return _scores("keras", samples, predictions, time.perf_counter() - start)
 
 
 def evaluate(data_dir: str, model: str | None = None, keras_config: str | None = None,
              checkpoints: Sequence[str] = (), fold: int | None = None, limit: int | None = None,
-             threads: int | None = None) -> list[Scores]:
-    """Score the TFLite model and/or the Keras checkpoints on the same samples."""
+             threads: int | None = None, decoding: Decoding | None = None) -> list[Scores]:
+    """Score the TFLite model and/or the Keras checkpoints (decoded as `decoding`) on the same
+    samples."""
     columns = submission.selected_columns(model) if model else list(SELECTED_COLUMNS)
     if keras_config and columns != list(SELECTED_COLUMNS):
         raise ValueError("the model's inference_args.json does not list SELECTED_COLUMNS; "
@@ -165,7 +172,7 @@ def evaluate(data_dir: str, model: str | None = None, keras_config: str | None =
     if model:
         results.append(score_tflite(model, samples, threads))
     if keras_config:
-        results.append(score_keras(keras_config, checkpoints, samples))
+        results.append(score_keras(keras_config, checkpoints, samples, decoding))
     return results
 
 
@@ -187,13 +194,15 @@ def main(argv=None) -> int:
     p.add_argument("--fold", type=int, help="score only this fold's train rows")
     p.add_argument("--limit", type=int, help="score only the first N rows")
     p.add_argument("--threads", type=int, help="LiteRT interpreter threads (default: runtime's)")
+    add_decoding_arguments(p, "of the Keras checkpoints (give the exported file's)")
     args = p.parse_args(argv)
+    decoding = decoding_from(args, p)
     if not args.model and not args.keras_config:
         p.error("give --model and/or --keras-config with --checkpoints")
     if args.keras_config and not args.checkpoints:
         p.error("--keras-config needs --checkpoints")
     results = evaluate(args.data_dir, args.model, args.keras_config, args.checkpoints,
-                       args.fold, args.limit, args.threads)
+                       args.fold, args.limit, args.threads, decoding)
     where = (f"competition-train rows{'' if args.fold is None else f' of fold {args.fold}'} "
              f"in {args.data_dir}; interpreter threads: {args.threads or 'runtime default'}")
     print(report(results, len(results[0].predictions), where))

@@ -20,10 +20,10 @@ def test_worst_case_weights_decode_all_steps_on_every_clip():
         model = build_recognizer(config.from_dict(config.Config, {"data": TINY["data"],
                                                                   "model": TINY["model"]}))
     clips = tflite.sample_sequences(6, seed=1)
-    before = tflite.runner(tflite.convert([model], TINY["data"]["max_len"], fp16=False))
+    before = tflite.runner(tflite.convert([model], TINY["data"]["max_len"], weights="fp32"))
     rows_before = [before(inputs=c)["outputs"].shape[0] for c in clips]
     bench.worst_case(model)
-    model_bytes = tflite.convert([model], TINY["data"]["max_len"], fp16=False)
+    model_bytes = tflite.convert([model], TINY["data"]["max_len"], weights="fp32")
     after = tflite.runner(model_bytes)
     assert [after(inputs=c)["outputs"].shape[0] for c in clips] == [vocab.LABEL_LEN] * 6
     assert rows_before != [vocab.LABEL_LEN] * 6  # the untrained model stopped early
@@ -39,10 +39,10 @@ def test_stage_graphs_cut_the_serving_graph_after_each_stage():
     stages = bench.stage_functions([model], TINY["data"]["max_len"])
     assert list(stages) == ["preprocessing", "encoders", "whole"]
     clip = tflite.sample_sequences(1, seed=2)[0][:40]
-    encoded = tflite.runner(tflite.convert_function(stages["encoders"], [model], fp16=False))
+    encoded = tflite.runner(tflite.convert_function(stages["encoders"], [model], weights="fp32"))
     out = encoded(inputs=clip)["outputs"]
     assert out.shape == (1, 40)  # one value per encoded frame: the real frames
-    pre = tflite.runner(tflite.convert_function(stages["preprocessing"], [model], fp16=False))
+    pre = tflite.runner(tflite.convert_function(stages["preprocessing"], [model], weights="fp32"))
     assert pre(inputs=clip[:3])["outputs"].shape == (1, 15)  # at least MIN_FRAMES
 
 

@@ -83,7 +83,7 @@ class Recognizer(keras.Model):
         self.backward_decoder = decoder("decoder2") if c.backward_decoder else None
         self.confidence_head = (keras.layers.Dense(1, name="aux_fc", **p)
                                 if c.confidence_head else None)
-        # characters + a blank; training-only, so exports never contain it
+        # characters + a blank; exports contain it only for the decoding modes that use it
         self.ctc_head = (keras.layers.Dense(vocab.CTC_BLANK + 1, name="ctc_fc", **p)
                          if c.ctc_loss_weight > 0 else None)
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -114,6 +114,10 @@ class Recognizer(keras.Model):
         """Confidence logit `[B]` from encoder frame 0 (float32)."""
         return ops.cast(self.confidence_head(encoded[:, 0])[:, 0], "float32")
 
+    def ctc_logits(self, encoded):
+        """CTC head logits `[B, T, 60]` (float32; blank = `vocab.CTC_BLANK`)."""
+        return ops.cast(self.ctc_head(encoded), "float32")
+
     def decoder_inputs(self, labels, training=False):
         """Decoder inputs `[B, L]` (int32) for labels `[B, L]`: the start token, then the labels
         without the last; in training, tokens masked at rate `decoder_mask` first (fresh draws
@@ -139,7 +143,7 @@ class Recognizer(keras.Model):
         if self.confidence_head is not None:
             out["confidence"] = self.confidence(encoded)
         if self.ctc_head is not None:
-            out["ctc_logits"] = ops.cast(self.ctc_head(encoded), "float32")
+            out["ctc_logits"] = self.ctc_logits(encoded)
         return out
 
     def per_sample_loss(self, inputs, outputs):

@@ -178,7 +178,7 @@ def test_the_exported_first_place_pair_decodes_what_its_own_graph_decodes():
 
     cfg = config.load(config_path("cfg_2_squeezeformer.yaml"))
     ours = tflite.runner(tflite.convert(tflite.load_models(cfg, ANCHOR_STATE_DICTS),
-                                        cfg.data.max_len, fp16=False))
+                                        cfg.data.max_len, weights="fp32"))
     theirs = tflite.runner(ANCHOR_GRAPH)
     with open(ANCHOR_ARGS) as f:
         columns = json.load(f)["selected_columns"]

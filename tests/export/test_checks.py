@@ -86,8 +86,8 @@ def test_check_scores_both_against_the_true_phrases(checkpoints, synthetic_recor
     cfg = config.load(cfg_path)
     models = tflite.load_models(cfg, paths)
     clips = tflite.record_clips(str(synthetic_records), 0, CLIPS)
-    model = tflite.convert(models, cfg.data.max_len, fp16=False)
-    check = tflite.check_parity(model, models, cfg.data.max_len, clips, fp16=False)
+    model = tflite.convert(models, cfg.data.max_len, weights="fp32")
+    check = tflite.check_parity(model, models, cfg.data.max_len, clips, weights="fp32")
     predictions = tflite.keras_texts(models, cfg.data.max_len, clips.frames)
     assert check.clips == CLIPS
     assert check.keras_score == pytest.approx(normalized_total(clips.phrases, predictions))
@@ -105,7 +105,7 @@ def test_fp16_passes_on_the_records(checkpoints, fp16, synthetic_records):
         model = f.read()
     clips = tflite.record_clips(str(synthetic_records), 0, CLIPS)
     check = tflite.check_parity(model, tflite.load_models(cfg, paths), cfg.data.max_len, clips,
-                                fp16=True)
+                                weights="fp16")
     assert abs(check.difference) <= tflite.SCORE_BOUND[True] and check.limit == 0.005
 
 
@@ -117,19 +117,19 @@ def test_a_broken_conversion_fails_and_leaves_no_finished_file(checkpoints,
     cfg_path, paths = checkpoints
     convert = tflite.convert
 
-    def broken(models, max_len, fp16=True):
+    def broken(models, max_len, weights="fp16", decoding=None):
         wrong = tflite.load_models(config.load(cfg_path), paths)
         for model in wrong:
             head = model.decoder.lm_head.kernel.numpy()
             head[:, :vocab.NUM_CHARS] = np.roll(head[:, :vocab.NUM_CHARS], 1, axis=1)
             model.decoder.lm_head.kernel.assign(head)
-        return convert(wrong, max_len, fp16)
+        return convert(wrong, max_len, weights)
 
     monkeypatch.setattr(tflite, "convert", broken)
     out = tmp_path / "out"
     with pytest.raises(tflite.ExportError, match=r"against the true phrases: the difference "
                                                  r".* exceeds 1e-06 \(fp32\)") as err:
-        tflite.export(cfg_path, paths, str(out), fp16=False, make_submission=True,
+        tflite.export(cfg_path, paths, str(out), weights="fp32", make_submission=True,
                       check_clips=CLIPS, records_dir=str(synthetic_records))
     assert submission.FAILED_MODEL_FILE in str(err.value)
     assert finished_files(out) == []
@@ -150,10 +150,10 @@ def test_a_too_weak_model_is_not_judged_and_the_message_says_how_to_skip(checkpo
     out = tmp_path / "out"
     with pytest.raises(tflite.ExportError, match=r"only 0% of the 16 clips .* too weak to judge"
                                                  r".*--check-clips 0"):
-        tflite.export(cfg_path, weak_paths, str(out), fp16=False, check_clips=CLIPS,
+        tflite.export(cfg_path, weak_paths, str(out), weights="fp32", check_clips=CLIPS,
                       records_dir=str(synthetic_records))
     assert finished_files(out) == []
-    result = tflite.export(cfg_path, weak_paths, str(out), fp16=False, check_clips=0,
+    result = tflite.export(cfg_path, weak_paths, str(out), weights="fp32", check_clips=0,
                            records_dir=str(synthetic_records))
     assert result.check is None and "not run (--check-clips 0)" in result.summary()
     assert sorted(os.listdir(out)) == [submission.ARGS_FILE, submission.MODEL_FILE]  # no FAILED
@@ -172,7 +172,7 @@ def test_export_reads_and_writes_only_through_gfile(checkpoints, tmp_path, monke
     work.mkdir()
     monkeypatch.chdir(work)
     out = f"{root}/export"
-    result = tflite.export(cfg_path, remote, out, fp16=False, make_submission=True,
+    result = tflite.export(cfg_path, remote, out, weights="fp32", make_submission=True,
                            check_clips=8)
     assert os.listdir(work) == []
     assert sorted(tf.io.gfile.listdir(out)) == [submission.ARGS_FILE, submission.MODEL_FILE,

@@ -10,6 +10,7 @@ import pytest
 
 from asl_keras import evaluate, landmarks
 from asl_keras.data import folds, kaggle, synthetic
+from asl_keras.decoding import GREEDY_ATTENTION
 from asl_keras.export import submission
 
 
@@ -27,11 +28,17 @@ def model(fp32):
 
 def test_tflite_and_keras_scorers_agree(kaggle_dir, model, checkpoints):
     cfg_path, paths = checkpoints
-    lite, keras_ = evaluate.evaluate(kaggle_dir, model, cfg_path, paths)
+    # the fixture's file decodes greedily with attention; the Keras side must be told
+    lite, keras_ = evaluate.evaluate(kaggle_dir, model, cfg_path, paths,
+                                     decoding=GREEDY_ATTENTION)
     assert len(lite.predictions) == 16  # every competition-train row, no supplemental one
     assert abs(lite.score - keras_.score) <= 0.002
     assert lite.predictions == keras_.predictions
     assert lite.latencies.shape == (16,) and keras_.latencies is None
+    # by default the Keras side decodes as the export would (joint: these models have CTC
+    # heads), which reads these clips differently
+    (joint,) = evaluate.evaluate(kaggle_dir, None, cfg_path, paths)
+    assert joint.predictions != keras_.predictions
 
 
 def test_command_line_prints_the_report(kaggle_dir, model, capsys):

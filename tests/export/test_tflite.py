@@ -19,11 +19,13 @@ from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter
 import export_tflite
 from asl_keras import config, landmarks, vocab
 from asl_keras.data import preprocess
+from asl_keras.decoding import GREEDY_ATTENTION, Decoding
 from asl_keras.export import submission, tflite
 from asl_keras.inference import MIN_FRAMES
 from asl_keras.models.recognizer import build_recognizer
 from asl_keras.training.metrics import normalized_total
 from tests.export import TINY, write_config
+from tests.export.conftest import DECODING_MODES
 from tests.paths import config_path
 
 MAX_LEN = TINY["data"]["max_len"]
@@ -72,6 +74,56 @@ def test_fp32_tokens_equal_keras_greedy_tokens_on_200_clips(fp32, models):
     assert texts(fp32, clips) == reference
 
 
+@pytest.mark.parametrize("mode", list(DECODING_MODES))
+def test_every_decoding_mode_gives_the_keras_tokens_in_fp32(mode, mode_export, models):
+    """The mode really runs: on the rigged ensemble its strings differ from every other mode's
+    on most decoded clips, and TFLite's equal Keras' one by one."""
+    clips = tflite.sample_sequences(32, seed=1)
+    texts_of = {name: tflite.keras_texts(models, MAX_LEN, clips, decoding=d)
+                for name, d in {"attention": Decoding(), **DECODING_MODES}.items()}
+    reference = texts_of[mode]
+    assert_meaningful(reference, 20)
+    decoded = [i for i, t in enumerate(reference) if t != vocab.DUMMY_PHRASE]
+    for other, theirs in texts_of.items():
+        if other != mode:
+            assert sum(reference[i] != theirs[i] for i in decoded) >= len(decoded) // 2, other
+    run = tflite.runner(mode_export(mode))
+    assert [tflite.tflite_text(run, clip) for clip in clips] == reference
+
+
+def test_decoding_modes_that_need_a_ctc_head_refuse_models_without_one(tmp_path, models):
+    values = {**TINY, "model": {**TINY["model"], "ctc_loss_weight": 0.0}}
+    model = build_recognizer(config.load(write_config(tmp_path / "c.yaml", values)))
+    for decoding in (Decoding("ctc"), Decoding("joint", beam=4)):
+        with pytest.raises(ValueError, match="model.ctc_loss_weight > 0"):
+            tflite.convert([model], MAX_LEN, "fp32", decoding)
+    # the default: joint decoding when every member can, else the 1st place's
+    assert tflite.default_decoding(models) == tflite.DEFAULT_DECODING
+    assert tflite.default_decoding([models[0], model]) == GREEDY_ATTENTION
+
+
+def test_command_line_refuses_bad_decoding_settings(checkpoints, tmp_path, capsys):
+    cfg_path, paths = checkpoints
+    base = ["--config", cfg_path, "--checkpoints", *paths, "--out", str(tmp_path / "out")]
+    for extra, message in ((["--decoding", "ctc", "--beam", "4"], "1 for the ctc mode"),
+                           (["--beam", "4"], "need an explicit --decoding"),
+                           (["--decoding", "joint", "--ctc-weight", "0"], "between 0 and 1")):
+        with pytest.raises(SystemExit):
+            export_tflite.main(base + extra)
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_int8_is_smaller_than_fp16_and_close_to_fp32(fp32, fp16, int8):
+    # fp16 halves the weights and int8 quarters them, so int8 saves 1.5x what fp16 saves;
+    # a few small tensors stay float (measured 1.40x on this ensemble)
+    size = {k: os.path.getsize(model_path(f)) for k, f in
+            (("fp32", fp32), ("fp16", fp16), ("int8", int8))}
+    assert size["fp32"] - size["int8"] > 1.3 * (size["fp32"] - size["fp16"])
+    clips = tflite.sample_sequences(40, seed=1)
+    assert normalized_total(texts(fp32, clips), texts(int8, clips)) >= FP16_MIN_AGREEMENT
+
+
 def test_fp16_is_smaller_and_close_to_fp32(fp32, fp16):
     # Weights shrink to half; the graph itself (WHILE/IF bodies, constant tables; ~300 kB for
     # this tiny ensemble, negligible at cfg_2 size) does not, so the file ratio here is ~0.61.
@@ -101,12 +153,31 @@ def edge_cases() -> dict[str, np.ndarray]:
     return cases
 
 
+def edge_runner(interpreter: str, precision: str, request):
+    """Signature runner of `interpreter` on the attention export of `precision` (fp32, fp16,
+    int8) or on the fp32 export of a decoding mode (a DECODING_MODES name)."""
+    if precision in DECODING_MODES:
+        source = {"model_content": request.getfixturevalue("mode_export")(precision)}
+    else:
+        source = {"model_path": model_path(request.getfixturevalue(precision))}
+    return INTERPRETERS[interpreter](**source).get_signature_runner(tflite.SIGNATURE)
+
+
+def test_automatic_weights_are_fp16_unless_only_int8_fits(checkpoints, fp16, int8, tmp_path):
+    cfg_path, paths = checkpoints
+    sizes = [os.path.getsize(model_path(f)) for f in (fp16, int8)]
+    for limit, expected in ((tflite.SIZE_LIMIT, "fp16"), (sum(sizes) // 2, "int8")):
+        result = tflite.export(cfg_path, paths, str(tmp_path / expected), check_clips=0,
+                               size_limit=limit, decoding=GREEDY_ATTENTION)
+        assert result.weights == expected and result.size_bytes <= limit
+        assert f"({expected} weights" in result.summary()
+
+
 @pytest.mark.parametrize("interpreter", list(INTERPRETERS))
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8", *DECODING_MODES])
 def test_edge_inputs_give_valid_rows_and_keep_the_interpreter_working(interpreter, precision,
                                                                       request):
-    path = model_path(request.getfixturevalue(precision))
-    run = INTERPRETERS[interpreter](model_path=path).get_signature_runner(tflite.SIGNATURE)
+    run = edge_runner(interpreter, precision, request)
     clip = tflite.sample_sequences(1, seed=3)[0]
     expected = tflite.tflite_text(run, clip)
     for name, frames in edge_cases().items():
@@ -201,18 +272,24 @@ def test_models_are_rebuilt_under_float32(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cfg_2.yaml", "cfg_2_squeezeformer.yaml"])
-def test_full_size_two_model_ensembles_fit_in_40_mb(name, tmp_path):
+@pytest.mark.parametrize("name,members,weights", [("cfg_2.yaml", 4, "int8"),
+                                                  ("cfg_2_squeezeformer.yaml", 2, "fp16")])
+def test_full_size_ensembles_fit_in_40_mb(name, members, weights, tmp_path):
+    """Four cfg_2 members in int8 with the default (joint) decoding; the 1st place's pair in
+    fp16 (attention: its config trains no CTC head)."""
     cfg = config.load(config_path(name))
     paths = []
-    for seed in (0, 1):
+    for seed in range(members):
         keras.utils.set_random_seed(seed)
         paths.append(str(tmp_path / f"{seed}.weights.h5"))
         build_recognizer(cfg).save_weights(paths[-1])
-    result = tflite.export(config_path(name), paths, str(tmp_path / "out"), check_clips=0)
-    print(f"{name}: {result.size_bytes / 1e3:,.0f} kB, converted in "
+    result = tflite.export(config_path(name), paths, str(tmp_path / "out"), weights=weights,
+                           check_clips=0)
+    print(f"{name}: {members} x {weights}, {result.size_bytes / 1e3:,.0f} kB, converted in "
           f"{result.convert_seconds:.0f} s")
-    assert result.fp16 and result.size_bytes < tflite.SIZE_LIMIT
+    assert result.weights == weights and result.size_bytes < tflite.SIZE_LIMIT
+    assert result.decoding == (tflite.DEFAULT_DECODING if name == "cfg_2.yaml"
+                               else GREEDY_ATTENTION)
 
 
 def test_zipformer_training_machinery_leaves_no_trace_in_the_export():
@@ -230,11 +307,11 @@ def test_zipformer_training_machinery_leaves_no_trace_in_the_export():
     from tests.export import rig
 
     rig([full])
-    ops_full = tflite.operator_names(tflite.convert([full], MAX_LEN, fp16=False))
-    ops_plain = tflite.operator_names(tflite.convert([plain], MAX_LEN, fp16=False))
+    ops_full = tflite.operator_names(tflite.convert([full], MAX_LEN, weights="fp32"))
+    ops_plain = tflite.operator_names(tflite.convert([plain], MAX_LEN, weights="fp32"))
     assert ops_full == ops_plain
     assert not {op for op in ops_full if "RANDOM" in op or "MULTINOMIAL" in op}
-    run = tflite.runner(tflite.convert([full], MAX_LEN, fp16=False))
+    run = tflite.runner(tflite.convert([full], MAX_LEN, weights="fp32"))
     clips = tflite.sample_sequences(16, seed=4)
     reference = tflite.keras_texts([full], MAX_LEN, clips)
     assert_meaningful(reference, 8)
@@ -300,7 +377,7 @@ def test_a_padding_dependent_encoder_is_exported_and_checked_at_real_length():
     gap = np.abs(model.encode(x, mask)[0]
                  - model.encode(padded_x[None], padded_mask[None])[0, :real])
     assert float(np.max(gap)) > 1e-3
-    run = tflite.runner(tflite.convert([model], MAX_LEN, fp16=False))
+    run = tflite.runner(tflite.convert([model], MAX_LEN, weights="fp32"))
     reference = tflite.keras_texts([model], MAX_LEN, clips)
     assert_meaningful(reference, 8)
     assert [tflite.tflite_text(run, c) for c in clips] == reference
