@@ -1,6 +1,7 @@
 """Shared test helpers: two logical CPUs for MirroredStrategy (and fresh collective keys for
-each test's strategies), the mixed_float16 policy, and tiny hand-made Kaggle folders for exact,
-readable bad-input cases."""
+each test's strategies), the mixed_float16 policy, tiny hand-made Kaggle folders for exact,
+readable bad-input cases, and the rigged tiny checkpoints the export and benchmark tests
+share."""
 
 from __future__ import annotations
 
@@ -127,3 +128,36 @@ def synthetic_records(synthetic_kaggle, tmp_path_factory):
     out = tmp_path_factory.mktemp("records") / "synthetic"
     convert.convert(str(synthetic_kaggle), str(out), workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def export_root(tmp_path_factory) -> str:
+    """The session's folder for the rigged checkpoints and their exports."""
+    return str(tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="session")
+def checkpoints(export_root) -> tuple[str, list[str]]:
+    """(config path, 2 rigged `.weights.h5` of the tiny export config: tests/export/__init__.py
+    says how and why they are rigged)."""
+    import keras
+
+    from asl_keras import config
+    from asl_keras.models.recognizer import build_recognizer
+    from tests.export import TINY, rig, write_config
+
+    # data.records names a folder that does not exist: exports check on synthetic clips
+    # unless a test gives records, whatever the working directory holds
+    values = {**TINY, "data": {**TINY["data"],
+                               "records": os.path.join(export_root, "no-records")}}
+    cfg_path = write_config(os.path.join(export_root, "tiny.yaml"), values)
+    models = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        models.append(build_recognizer(config.load(cfg_path)))
+    rig(models)
+    paths = []
+    for seed, model in enumerate(models):
+        paths.append(os.path.join(export_root, f"tiny_{seed}.weights.h5"))
+        model.save_weights(paths[-1])
+    return cfg_path, paths

@@ -1,5 +1,5 @@
 """The latency benchmark's own pieces: worst-case weights that decode every step, the stage
-graphs, operator counts, and the column order of another model."""
+graphs, operator counts, the column order of another model, and the decoding table."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 
 import keras
 import numpy as np
+import pytest
 
 from asl_keras import bench, config, landmarks, vocab
 from asl_keras.export import tflite
@@ -93,3 +94,31 @@ def test_interleaved_latencies_take_turns_after_one_untimed_call_each():
     assert rows == {"a": 3, "b": 5}
     assert {k: v.shape for k, v in times.items()} == {"a": (3,), "b": (3,)}
     assert all((v >= 0).all() for v in times.values())
+
+
+def test_decoding_table_scores_every_seed_alone_and_the_first_n_together(
+        checkpoints, synthetic_records, capsys):
+    """Two rigged members on held-out records: one row per grid cell, 1 member = each seed
+    alone (mean +- std and per seed), hours from the 1-thread latency; too few checkpoints
+    for the grid are refused."""
+    cfg_path, paths = checkpoints
+    args = ["decoding", "--config", cfg_path, "--checkpoints", *paths, "--records",
+            str(synthetic_records), "--clips", "12", "--timed-clips", "3", "--threads", "1",
+            "2", "--grid", "1:fp32:ctc", "2:int8:joint"]
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    rows = [r for r in out.splitlines() if r.startswith("|") and ("ctc, greedy" in r
+                                                                 or "joint (" in r)]
+    alone, together = rows[-2:]
+    cells = [c.strip() for c in alone.split("|")[1:-1]]
+    assert cells[:3] == ["ctc, greedy", "1", "fp32"]
+    mean, std = (float(v) for v in cells[4].split(" +- "))
+    seeds = [float(v) for v in cells[5].split()]
+    assert len(seeds) == 2 and mean == pytest.approx(np.mean(seeds), abs=1e-4)
+    assert std == pytest.approx(np.std(seeds), abs=1e-4)
+    cells = [c.strip() for c in together.split("|")[1:-1]]
+    assert cells[:3] == ["joint (ctc weight 0.3), greedy", "2", "int8"] and cells[5] == ""
+    # normalized total Levenshtein goes below 0 when the texts are longer than the phrases
+    assert float(cells[4]) <= 1.0 and float(cells[-1]) > 0
+    with pytest.raises(SystemExit, match="at least 3 checkpoints"):
+        bench.main([*args[:-2], "3:fp16:attention"])

@@ -1,45 +1,18 @@
-"""Session fixtures of the export tests: the tiny rigged ensemble's checkpoints, its fp32, fp16
-and int8 exports (greedy attention decoding) and its fp32 exports in the other decoding modes,
-each made once per session and shared read-only by every test."""
+"""Session fixtures of the export tests: the tiny rigged ensemble's fp32, fp16 and int8
+exports (greedy attention decoding) and its fp32 exports in the other decoding modes, each made
+once per session and shared read-only by every test (the checkpoints themselves are in the
+root conftest.py: the benchmark's tests use them too)."""
 
 from __future__ import annotations
 
 import os
 
-import keras
 import pytest
 
 from asl_keras import config
 from asl_keras.decoding import GREEDY_ATTENTION, Decoding
 from asl_keras.export import tflite
-from asl_keras.models.recognizer import build_recognizer
-from tests.export import TINY, rig, write_config
-
-
-@pytest.fixture(scope="session")
-def export_root(tmp_path_factory) -> str:
-    """The session's folder for the checkpoints and exports below."""
-    return str(tmp_path_factory.mktemp("export"))
-
-
-@pytest.fixture(scope="session")
-def checkpoints(export_root) -> tuple[str, list[str]]:
-    """(config path, 2 rigged `.weights.h5`)."""
-    # data.records names a folder that does not exist: exports check on synthetic clips
-    # unless a test gives records, whatever the working directory holds
-    values = {**TINY, "data": {**TINY["data"],
-                               "records": os.path.join(export_root, "no-records")}}
-    cfg_path = write_config(os.path.join(export_root, "tiny.yaml"), values)
-    models = []
-    for seed in (0, 1):
-        keras.utils.set_random_seed(seed)
-        models.append(build_recognizer(config.load(cfg_path)))
-    rig(models)
-    paths = []
-    for seed, model in enumerate(models):
-        paths.append(os.path.join(export_root, f"tiny_{seed}.weights.h5"))
-        model.save_weights(paths[-1])
-    return cfg_path, paths
+from tests.export import TINY
 
 
 @pytest.fixture(scope="session")

@@ -106,7 +106,7 @@ def test_fp16_passes_on_the_records(checkpoints, fp16, synthetic_records):
     clips = tflite.record_clips(str(synthetic_records), 0, CLIPS)
     check = tflite.check_parity(model, tflite.load_models(cfg, paths), cfg.data.max_len, clips,
                                 weights="fp16")
-    assert abs(check.difference) <= tflite.SCORE_BOUND[True] and check.limit == 0.005
+    assert abs(check.difference) <= tflite.SCORE_BOUND["fp16"] and check.limit == 0.005
 
 
 def test_a_broken_conversion_fails_and_leaves_no_finished_file(checkpoints,
@@ -128,7 +128,7 @@ def test_a_broken_conversion_fails_and_leaves_no_finished_file(checkpoints,
     monkeypatch.setattr(tflite, "convert", broken)
     out = tmp_path / "out"
     with pytest.raises(tflite.ExportError, match=r"against the true phrases: the difference "
-                                                 r".* exceeds 1e-06 \(fp32\)") as err:
+                                                 r".* exceeds 1e-06 \(fp32 weights\)") as err:
         tflite.export(cfg_path, paths, str(out), weights="fp32", make_submission=True,
                       check_clips=CLIPS, records_dir=str(synthetic_records))
     assert submission.FAILED_MODEL_FILE in str(err.value)
