@@ -644,7 +644,7 @@ def export(config_path: str, checkpoints: Sequence[str], out_dir: str, weights: 
     """Checkpoints of `config_path` -> `out_dir/model.tflite` + `inference_args.json`
     (+ `submission.zip`), contract and parity checked; `size_limit` defaults to SIZE_LIMIT.
     `weights` in WEIGHTS, or `auto`: fp16, and int8 when the fp16 file is over the size limit
-    (the README's recommended 4-member cfg_2 ensemble); `decoding` the mode built into the graph
+    (the README's recommended 3-member cfg_2 ensemble); `decoding` the mode built into the graph
     (`asl_keras.decoding`; None: `default_decoding`).
 
     The parity check runs on `check_clips` clips (`choose_clips`: of `records_dir`, else of the
