@@ -1,18 +1,19 @@
 """Encoder and optimizer ablation: every variant at its own best learning rate, several seeds.
 
 `python -m asl_keras.bench ablation [--presets default hard] [--seeds 0 1 2] [--jobs 2]
-[--scale cpu|gpu] [--update-readme]` runs, for every variant of `VARIANTS` and every data
-preset of `PRESETS`:
+[--scale cpu|gpu] [--table FILE] [--update-readme FILE]` runs, for every variant of `VARIANTS`
+and every data preset of `PRESETS`:
 1. on the first preset, a learning-rate search: the variant's own rate times each of
    `LR_FACTORS`, with the first seed, every run the same fixed budget (the config's epochs);
 2. the other seeds at the rate that scored best in 1 (its seed-0 run is reused), and on every
    other preset all seeds at that same rate, same budget. (One search per variant, not one
    per preset: a search on the hard preset as well would add 40 % to the CPU run.)
-The table (`bench_out/ablation.md`, printed; README.md between the ablation markers only with
-`--update-readme`) has, per preset and variant, the score of every searched rate, mean ± std
-over seeds at the best rate, and whether each variant differs from the best one by more than
-the seed spread (`separated`: their per-seed ranges do not overlap). Learning curves (mean over
-seeds of the validation score per evaluated epoch) go to `bench_out/ablation_<preset>.png`.
+The table (printed; in Markdown to the `--table` file, and between the ablation markers of the
+`--update-readme` file when given) has, per preset and variant, the score of every searched
+rate, mean ± std over seeds at the best rate, and whether each variant differs from the best
+one by more than the seed spread (`separated`: their per-seed ranges do not overlap). Learning
+curves (mean over seeds of the validation score per evaluated epoch) go to
+`bench_out/ablation_<preset>.png`.
 
 Why this protocol: at this size a run either gets past the alignment phase before its learning
 rate decays or it does not, so comparing variants at one shared rate and a short schedule
@@ -42,16 +43,14 @@ import os
 import re
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from asl_keras import config
 
-# The checkout this package sits in, not the working directory: its configs and README belong
-# to the code that runs them.
+# The checkout this package sits in, not the working directory: its configs belong to the
+# code that runs them.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_CONFIG = os.path.join(REPO, "configs", "ablation.yaml")
-README = os.path.join(REPO, "README.md")
 RUNS_DIR = os.path.join("runs", "ablation")
 RESULT = "ablation_result.json"  # in a run's folder once it has finished
 MARK_START, MARK_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
@@ -194,10 +193,11 @@ def run_variant(spec: RunSpec, cfg: config.Config) -> dict:
     """Train `cfg` (that of `spec`) from scratch; its final validation score, curve and
     throughput."""
     from asl_keras.runtime import tf
-    from asl_keras.training.trainer import Trainer, TrainingDiverged, run_dir, steps_per_epoch
+    from asl_keras.training import trainer
 
     cfg = with_whole_schedule(cfg)
-    done = os.path.join(run_dir(cfg), RESULT)
+    folder = trainer.run_dir(cfg)
+    done = os.path.join(folder, RESULT)
     settings = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=list)
     if tf.io.gfile.exists(done):  # finished before with these settings: an interrupted
         with tf.io.gfile.GFile(done) as f:  # ablation, run again, goes on where it stopped
@@ -205,23 +205,23 @@ def run_variant(spec: RunSpec, cfg: config.Config) -> dict:
         if stored["config"] == settings:
             return {**stored["row"], "spec": spec,
                     "curve": [tuple(p) for p in stored["row"]["curve"]]}
-    if tf.io.gfile.exists(run_dir(cfg)):
-        tf.io.gfile.rmtree(run_dir(cfg))  # anything else there is a stale or unfinished run
+    if tf.io.gfile.exists(folder):
+        tf.io.gfile.rmtree(folder)  # anything else there is a stale or unfinished run
     row = {"spec": spec, "learning_rate": cfg.train.learning_rate, "score": float("nan"),
            "samples_per_s": float("nan"), "curve": [], "weights": None}
     try:
-        result = Trainer(cfg, verbose=False).fit()
-    except TrainingDiverged as e:  # a row of the table, not the end of the ablation
+        result = trainer.Trainer(cfg, verbose=False).fit()
+    except trainer.TrainingDiverged as e:  # a row of the table, not the end of the ablation
         print(f"  {spec}: diverged: {e}", flush=True)
         return _finished(row, done, settings)
-    history = pd.read_csv(os.path.join(run_dir(cfg), "history.csv"))
+    history = trainer.read_history(folder)
     seconds = history["seconds"].iloc[1:].mean() if len(history) > 1 else history["seconds"][0]
     evaluated = history.dropna(subset=["score"])
     row.update(score=result["score"],
-               samples_per_s=steps_per_epoch(cfg, 1) * cfg.data.batch_size / seconds,
+               samples_per_s=trainer.steps_per_epoch(cfg, 1) * cfg.data.batch_size / seconds,
                curve=list(zip(evaluated["epoch"].tolist(), evaluated["score"].tolist(),
                               strict=True)),
-               weights=os.path.join(run_dir(cfg), "model.weights.h5"))
+               weights=os.path.join(folder, "model.weights.h5"))
     return _finished(row, done, settings)
 
 
@@ -343,26 +343,30 @@ def plot_curves(rows: list[dict], preset: str, path: str) -> None:
     save_png(fig, path)
 
 
-def write_readme(text: str, readme: str = README) -> bool:
-    """Replace the block between the ablation markers of the README; False if no markers."""
-    if not os.path.exists(readme):
+def write_readme(text: str, readme: str) -> bool:
+    """Replace the block between the ablation markers of the file `readme` (a README);
+    False if it does not exist or has no markers."""
+    from asl_keras.runtime import tf
+
+    if not tf.io.gfile.exists(readme):
         return False
-    with open(readme, encoding="utf-8") as f:
+    with tf.io.gfile.GFile(readme) as f:
         content = f.read()
     pattern = re.compile(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), re.S)
     if not pattern.search(content):
         return False
     content = pattern.sub(lambda _: f"{MARK_START}\n{text}\n{MARK_END}", content)
-    with open(readme, "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(readme, "w") as f:
         f.write(content)
     return True
 
 
 def run(seeds=(0, 1, 2), variants=tuple(VARIANTS), presets=tuple(PRESETS),
         lr_factors=LR_FACTORS, scale: str = "cpu", jobs: int = 1, out_dir: str = "bench_out",
-        update_readme: bool = False) -> str:
-    """The whole ablation (module docstring); returns the tables, written to
-    `out_dir/ablation.md` and, with `update_readme`, into the README between its markers."""
+        table_path: str | None = None, readme: str | None = None) -> str:
+    """The whole ablation (module docstring); returns the tables (Markdown), also written to
+    the file `table_path` and between the ablation markers of the file `readme` when given.
+    The learning curves go to `out_dir`."""
     from asl_keras.training.run import prepare_records
 
     for preset in presets:  # once, before any parallel run could race to generate the data
@@ -390,9 +394,10 @@ def run(seeds=(0, 1, 2), variants=tuple(VARIANTS), presets=tuple(PRESETS),
         tables.append(table(rows, preset, latency, params))
         plot_curves(rows, preset, os.path.join(out_dir, f"ablation_{preset}.png"))
     text = "\n\n".join(tables)
-    with tf.io.gfile.GFile(os.path.join(out_dir, "ablation.md"), "w") as f:
-        f.write(text + "\n")
-    if update_readme:
-        print("README.md ablation table updated" if write_readme(text, README)
-              else f"{README} has no ablation markers: not updated")
+    if table_path:
+        with tf.io.gfile.GFile(table_path, "w") as f:
+            f.write(text + "\n")
+    if readme:
+        print(f"{readme}: ablation table updated" if write_readme(text, readme)
+              else f"{readme} does not exist or has no ablation markers: not updated")
     return text

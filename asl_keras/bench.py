@@ -278,16 +278,16 @@ def stage_functions(members, max_len: int) -> dict:
 def against_columns(path: str) -> list[str]:
     """Input columns of another TFLite model: `selected_columns` of the `*inference_args.json`
     beside it (its own column order), else this project's SELECTED_COLUMNS."""
-    import glob
     import json
 
     from asl_keras import landmarks
+    from asl_keras.runtime import tf
 
-    found = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(path)),
-                                          "*inference_args.json")))
+    found = sorted(tf.io.gfile.glob(os.path.join(os.path.dirname(path) or ".",
+                                                 "*inference_args.json")))
     if not found:
         return list(landmarks.SELECTED_COLUMNS)
-    with open(found[0]) as f:
+    with tf.io.gfile.GFile(found[0]) as f:
         return json.load(f)["selected_columns"]
 
 
@@ -296,7 +296,7 @@ def bench_tflite(args) -> list[dict]:
     the operators of one decoding step, and with `--against` the side-by-side ratio.
 
     Without `--checkpoints` the members are untrained with `worst_case` weights: every call
-    decodes all 33 steps. Every model sees the same clip (a synthetic clip repeated to the
+    decodes all 33 steps. Every model sees the same clip (a sample clip repeated to the
     frame count; `--against` gets it in its own column order), the calls are interleaved and
     the ratio is the median of per-round ratios, so machine drift cancels. Stage times are
     differences of the serving graph cut after preprocessing, after the encoders, and whole.
@@ -306,6 +306,7 @@ def bench_tflite(args) -> list[dict]:
     from asl_keras import config, landmarks
     from asl_keras.export import tflite
     from asl_keras.models.recognizer import build_recognizer
+    from asl_keras.runtime import tf
 
     position = {c: i for i, c in enumerate(landmarks.SELECTED_COLUMNS)}
     theirs = None
@@ -315,9 +316,9 @@ def bench_tflite(args) -> list[dict]:
         if missing:
             raise SystemExit(f"{args.against}: columns {missing[:3]} are not landmark columns")
         theirs = [position[c] for c in columns]
-        with open(args.against, "rb") as f:
+        with tf.io.gfile.GFile(args.against, "rb") as f:
             reference = f.read()
-    base = tflite.sample_sequences(1, seed=0)[0]
+    base = landmarks.sample_clips(1, seed=0)[0]
     rows = []
     for path in args.configs:
         cfg = config.load(path)
@@ -412,12 +413,12 @@ def bench_decoding(args) -> list[dict]:
     thread, the latency of each call timed; 1 member is run for every checkpoint separately
     and reported as mean +- std over them (the seed spread). Latency at more threads: the
     first `--timed-clips` clips again. Without checkpoints: untrained `--config` members with
-    `worst_case` weights (every call decodes all 33 steps), timed on a synthetic clip of
+    `worst_case` weights (every call decodes all 33 steps), timed on a sample clip of
     `--frames` frames; no score. Projected hours: mean latency on 1 thread x 67,208 clips.
     """
     import numpy as np
 
-    from asl_keras import config, evaluate
+    from asl_keras import config, evaluate, landmarks
     from asl_keras.export import tflite
     from asl_keras.models.recognizer import build_recognizer
     from asl_keras.training.metrics import normalized_total
@@ -437,8 +438,8 @@ def bench_decoding(args) -> list[dict]:
             models = [build_recognizer(cfg) for _ in range(most)]
         for m in models:
             worst_case(m)
-        base = tflite.sample_sequences(1, seed=0)[0]
-        clips = tflite.CheckClips("synthetic", [np.resize(base, (args.frames, base.shape[1]))
+        base = landmarks.sample_clips(1, seed=0)[0]
+        clips = tflite.CheckClips("sample", [np.resize(base, (args.frames, base.shape[1]))
                                                 .astype("float32")])
     rows = []
     for n, weights, mode in grid:
@@ -475,7 +476,7 @@ def bench_decoding(args) -> list[dict]:
         rows.append(row)
         print(_table([row]).splitlines()[-1], flush=True)
     where = (f"{len(clips.frames)} clips of {clips.source}" if args.checkpoints else
-             f"a {args.frames}-frame synthetic clip, untrained members decoding all 33 steps")
+             f"a {args.frames}-frame sample clip, untrained members decoding all 33 steps")
     print(f"{args.config}: {where}; hours for {evaluate.HIDDEN_TEST_SEQUENCES:,} clips at the "
           f"mean latency on {args.threads[0]} thread(s)")
     return rows
@@ -488,19 +489,17 @@ def bench_curves(args) -> list[dict]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
     import yaml
 
     from asl_keras.runtime import tf
-    from asl_keras.training.trainer import save_png
+    from asl_keras.training.trainer import read_history, save_png
 
     rows = []
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for i, folder in enumerate(args.runs):
         label = args.labels[i] if args.labels and i < len(args.labels) else os.path.basename(
             folder.rstrip("/"))
-        with tf.io.gfile.GFile(os.path.join(folder, "history.csv")) as f:
-            history = pd.read_csv(f)
+        history = read_history(folder)
         with tf.io.gfile.GFile(os.path.join(folder, "config.yaml")) as f:
             cfg = yaml.safe_load(f)
         scored = history.dropna(subset=["score"])
@@ -525,7 +524,7 @@ def bench_curves(args) -> list[dict]:
 def bench_ablation(args) -> list[dict]:
     print(ablation.run(seeds=args.seeds, variants=args.variants, presets=args.presets,
                        lr_factors=args.lr_factors, scale=args.scale, jobs=args.jobs,
-                       update_readme=args.update_readme))
+                       table_path=args.table, readme=args.update_readme))
     return []
 
 
@@ -602,8 +601,9 @@ def main(argv=None) -> int:
     a.add_argument("--lr-factors", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     a.add_argument("--scale", default="cpu", help="cpu (default) or gpu: sizes of every run")
     a.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
-    a.add_argument("--update-readme", action="store_true",
-                   help="also write the table into README.md between the ablation markers")
+    a.add_argument("--table", help="write the tables (Markdown) to this file")
+    a.add_argument("--update-readme", metavar="FILE",
+                   help="also write the tables into this file between its ablation markers")
     args = p.parse_args(argv)
     os.makedirs(BENCH_DIR, exist_ok=True)
     rows = {"convert": bench_convert, "pipeline": bench_pipeline, "model": bench_model,

@@ -13,8 +13,8 @@ import inspect
 import os
 import sys
 
+from asl_keras import decoding as decodings
 from asl_keras import reference
-from asl_keras.decoding import DEFAULT_CTC_WEIGHT, MODES, Decoding
 from asl_keras.export import tflite
 from asl_keras.training.run import main_train, parse_args
 
@@ -36,33 +36,6 @@ def train(argv: list[str] | None = None) -> int:
     return main_train(args)
 
 
-def add_decoding_arguments(p: argparse.ArgumentParser, where: str) -> None:
-    """`--decoding`, `--ctc-weight`, `--beam` (read back with `decoding_from`)."""
-    p.add_argument("--decoding", choices=("auto", *MODES), default="auto",
-                   help=f"decoding {where} (docs/decoding.md): attention (the 1st place's), "
-                        "ctc (best path of the CTC head) or joint (attention + CTC prefix "
-                        "scores; ctc and joint need a CTC head); auto (default): "
-                        f"{tflite.DEFAULT_DECODING.mode} when every member has a CTC head, "
-                        "else attention")
-    p.add_argument("--ctc-weight", type=float, default=DEFAULT_CTC_WEIGHT,
-                   help="weight of the CTC score in joint decoding")
-    p.add_argument("--beam", type=int, default=1,
-                   help="beam width of attention or joint decoding (1: greedy)")
-
-
-def decoding_from(args, p: argparse.ArgumentParser) -> Decoding | None:
-    """The Decoding of `add_decoding_arguments`' values (None for auto); bad values end the
-    command with the parser's usage error."""
-    if args.decoding == "auto":
-        if args.beam != 1 or args.ctc_weight != DEFAULT_CTC_WEIGHT:
-            p.error("--beam and --ctc-weight need an explicit --decoding")
-        return None
-    try:
-        return Decoding(args.decoding, args.ctc_weight, args.beam)
-    except ValueError as e:
-        p.error(str(e))
-
-
 def export(argv: list[str] | None = None) -> int:
     """Export trained checkpoints as the competition's TFLite model (asl_keras/export/tflite.py).
 
@@ -77,7 +50,7 @@ def export(argv: list[str] | None = None) -> int:
     saves them; `.pth` needs PyTorch installed). Writes DIR/model.tflite and
     DIR/inference_args.json (and DIR/submission.zip) once the contract and the TFLite-vs-Keras
     check pass, and prints the size, op set and what the check measured (on clips of --records,
-    else of the config's data.records, else synthetic clips). On a failure it returns 1 with the
+    else of the config's data.records, else sample clips). On a failure it returns 1 with the
     reason and writes only DIR/model.FAILED.tflite. Paths may be gs:// or ram://.
     """
     p = argparse.ArgumentParser(description=inspect.getdoc(export).split("\n")[0])
@@ -92,7 +65,7 @@ def export(argv: list[str] | None = None) -> int:
                         "fp16, or int8 when the fp16 file would not fit in 40 MB")
     p.add_argument("--no-fp16", dest="weights", action="store_const", const="fp32",
                    help="the same as --weights fp32")
-    add_decoding_arguments(p, "built into the graph")
+    decodings.add_arguments(p, "built into the graph")
     p.add_argument("--submission", action="store_true", help="also write submission.zip")
     p.add_argument("--records", help="TFRecords folder whose clips the TFLite-vs-Keras check "
                                      "scores (default: the config's data.records if it exists)")
@@ -101,7 +74,7 @@ def export(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.check_clips < 0:
         p.error("--check-clips must be >= 0")
-    decoding = decoding_from(args, p)
+    decoding = decodings.from_arguments(args, p)
     try:
         result = tflite.export(args.config, args.checkpoints, args.out, weights=args.weights,
                                make_submission=args.submission, check_clips=args.check_clips,

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from asl_keras import config
-from asl_keras.cli import add_decoding_arguments, decoding_from
+from asl_keras import decoding as decodings
 from asl_keras.data import folds, kaggle
 from asl_keras.decoding import Decoding
 from asl_keras.export import submission
@@ -150,8 +150,7 @@ def score_keras(config_path: str, checkpoints: Sequence[str], samples: Sequence[
     `decoding` (None: the export's default for these models)."""
     cfg = config.load(config_path)
     models = export.load_models(cfg, checkpoints)
-    decoding = export.default_decoding(models) if decoding is None else decoding
-    export.check_decoding(models, decoding)
+    decoding = decodings.resolve(models, decoding)
     start = time.perf_counter()
     predictions = export.keras_texts(models, cfg.data.max_len, [s.frames for s in samples],
                                      decoding=decoding)
@@ -194,9 +193,9 @@ def main(argv=None) -> int:
     p.add_argument("--fold", type=int, help="score only this fold's train rows")
     p.add_argument("--limit", type=int, help="score only the first N rows")
     p.add_argument("--threads", type=int, help="LiteRT interpreter threads (default: runtime's)")
-    add_decoding_arguments(p, "of the Keras checkpoints (give the exported file's)")
+    decodings.add_arguments(p, "of the Keras checkpoints (give the exported file's)")
     args = p.parse_args(argv)
-    decoding = decoding_from(args, p)
+    decoding = decodings.from_arguments(args, p)
     if not args.model and not args.keras_config:
         p.error("give --model and/or --keras-config with --checkpoints")
     if args.keras_config and not args.checkpoints:

@@ -122,6 +122,43 @@ def _load_mirror() -> np.ndarray:
 MIRROR = _load_mirror()
 
 
+def sample_clips(count: int, seed: int = 0, frames: tuple[int, int] = (50, 250)
+                 ) -> list[np.ndarray]:
+    """`count` clips of random landmarks that look like recorded ones but spell nothing.
+
+    Each clip is `[T, 390]` float32 in SELECTED_COLUMNS order, `T` uniform in `frames`: a still
+    face and body with a little jitter, a hand of a random shape moving on a smooth random path
+    and missing in about a tenth of the frames, the other hand absent in most clips or resting.
+    Coordinates are of MediaPipe's kind (x, y in [0, 1] over the image, z small around 0, the
+    pose's z further back). For checks that compare two runs of one model, such as the TFLite
+    export against Keras when no records are at hand and the latency benchmarks: the model gets
+    inputs of the recorded kind, NaN handling included, without a data set.
+    """
+    rng = np.random.default_rng(seed)
+    clips = []
+    for _ in range(count):
+        n = int(rng.integers(frames[0], frames[1] + 1))
+        points = np.empty((NUM_LANDMARKS, 3))
+        points[FACE_IDX] = rng.normal([0.5, 0.28, -0.03], [0.05, 0.05, 0.01], (len(FACE_IDX), 3))
+        points[POSE_IDX] = rng.normal([0.52, 0.63, -0.5], [0.17, 0.17, 0.2], (len(POSE_IDX), 3))
+        shape = rng.normal(0.0, [0.04, 0.04, 0.02], (21, 3))
+        shape[0] = 0.0  # the wrist is where the hand is
+        signing, other = ((RIGHT_HAND_IDX, LEFT_HAND_IDX) if rng.random() < 0.8
+                          else (LEFT_HAND_IDX, RIGHT_HAND_IDX))
+        points[other] = rng.normal([0.6, 0.9, 0.0], 0.03, (21, 3))  # resting low in the frame
+        clip = points + rng.normal(0.0, 0.002, (n, NUM_LANDMARKS, 3))
+        path = np.cumsum(rng.normal(0.0, 0.008, (n, 3)), axis=0) * [1, 1, 0.3]
+        curl = np.cumsum(rng.normal(0.0, 0.002, (n, 21, 3)), axis=0)
+        clip[:, signing] = [0.4, 0.42, 0.0] + path[:, None] + shape + curl
+        clip[np.ix_(rng.random(n) < 0.1, signing)] = np.nan
+        if rng.random() < 0.8:
+            clip[:, other] = np.nan
+        native = np.empty((n, 3 * NUM_LANDMARKS), np.float32)
+        native[:, NATIVE_TO_MODEL] = clip  # model layout back to the columns' order
+        clips.append(native)
+    return clips
+
+
 def _edges(pairs, names) -> tuple[tuple[int, int], ...]:
     pos = {lm: i for i, lm in enumerate(LANDMARKS)}
     return tuple((pos[names(a)], pos[names(b)]) for a, b in pairs)

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from asl_keras import config, landmarks, vocab  # noqa: E402
 from asl_keras.data import augment, pipeline, preprocess, records  # noqa: E402
 from asl_keras.runtime import tf  # noqa: E402
+from asl_keras.training.trainer import save_png  # noqa: E402
 
 COLOURS = {"left hand": "tab:blue", "right hand": "tab:red", "face": "tab:gray",
            "pose": "tab:green"}
@@ -44,33 +45,30 @@ def draw_frame(ax, frame: np.ndarray) -> None:
 
 def render(cfg: config.Config, records_dir: str, out: str, samples: int = 3, frames: int = 6,
            seed: int = 0) -> str:
-    """Write the comparison figure to `out` and return its path."""
+    """Write the comparison figure to `out` (any tf.io.gfile path) and return its path."""
     data = dataclasses.replace(cfg.data, records=records_dir)
-    recs = [r for _, r in zip(range(samples), records.read_shard(
-        records.list_shards(records_dir)[0]), strict=False)]
-    fig, axes = plt.subplots(2 * len(recs), frames, figsize=(2 * frames, 4.2 * len(recs)),
-                             squeeze=False)
-    for i, rec in enumerate(recs):
-        ex = {"frames": tf.constant(rec["frames"]),
-              "token_ids": tf.constant(rec["token_ids"], tf.int32),
-              "n_frames": tf.constant(rec["n_frames"], tf.int64),
-              "sequence_id": tf.constant(rec["sequence_id"], tf.int64)}
+    # the training pipeline's own examples: parsed records, then its sample and batch builders
+    examples = list(tf.data.TFRecordDataset(records.list_shards(records_dir)[0])
+                    .take(samples).map(records.parse))
+    fig, axes = plt.subplots(2 * len(examples), frames,
+                             figsize=(2 * frames, 4.2 * len(examples)), squeeze=False)
+    table = pipeline.score_table({})
+    for i, ex in enumerate(examples):
         plain, mask = preprocess.preprocess(ex["frames"], data.max_len)
-        table = pipeline.score_table({})
         sample = pipeline.to_sample(ex, table, data.buffer_len)
         aug = augment.augment(sample, sample, tf.constant([seed, i]), data.augment)
         item = pipeline.to_batch_item(aug, ex, data.max_len)
         n_plain = int(mask.numpy().sum())
         n_aug = int(item["mask"].numpy().sum())
         text = vocab.decode(item["labels"].numpy())
-        for row, x, n, title in ((2 * i, plain.numpy(), n_plain, rec["phrase"]),
+        phrase = ex["phrase"].numpy().decode("utf-8")
+        for row, x, n, title in ((2 * i, plain.numpy(), n_plain, phrase),
                                  (2 * i + 1, item["landmarks"].numpy(), n_aug, f"aug: {text}")):
             for j, t in enumerate(np.linspace(0, max(n - 1, 0), frames).astype(int)):
                 draw_frame(axes[row, j], x[t])
                 axes[row, j].set_title(f"t={t}" if j else f"{title[:28]}\nt={t}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    save_png(fig, out)
     return out
 
 

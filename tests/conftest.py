@@ -146,7 +146,7 @@ def checkpoints(export_root) -> tuple[str, list[str]]:
     from asl_keras.models.recognizer import build_recognizer
     from tests.export import TINY, rig, write_config
 
-    # data.records names a folder that does not exist: exports check on synthetic clips
+    # data.records names a folder that does not exist: exports check on sample clips
     # unless a test gives records, whatever the working directory holds
     values = {**TINY, "data": {**TINY["data"],
                                "records": os.path.join(export_root, "no-records")}}

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from asl_keras import ablation, bench
-from tests.paths import REPO, config_path
+from asl_keras.runtime import tf
+from tests.paths import config_path
 
 
 def variant(key, preset="default", factor=1.0, scale="cpu"):
@@ -102,12 +103,11 @@ def test_table_is_written_between_the_readme_markers(tmp_path):
 
 @pytest.fixture
 def untrained_ablation(monkeypatch, tmp_path):
-    """`ablation.run` without training (scores from a table) and with a README of its own;
+    """`ablation.run` without training (scores from a table) and a README of its own to update;
     returns (README path, the specs that ran). Runs from `tmp_path`."""
     monkeypatch.chdir(tmp_path)
     readme = tmp_path / "README.md"
     readme.write_text(f"{ablation.MARK_START}\nold\n{ablation.MARK_END}\n")
-    monkeypatch.setattr(ablation, "README", str(readme))
     ran = []
     scores = {0.5: 0.4, 1.0: 0.3, 2.0: 0.2}
 
@@ -127,11 +127,12 @@ def test_run_searches_then_trains_the_seeds_at_the_best_rate(untrained_ablation,
                                                              capsys):
     readme, ran = untrained_ablation
     text = ablation.run(seeds=(0, 1, 2), variants=("a",), presets=("default",),
-                        out_dir=str(tmp_path / "bench"))
+                        out_dir=str(tmp_path / "bench"), table_path="ram://ablation/table.md")
     assert [(s.seed, s.lr_factor) for s in ran] == [(0, 0.5), (0, 1.0), (0, 2.0), (1, 0.5),
                                                    (2, 0.5)]
     assert "| 0.410 ± 0.008 (n=3) | 0.400 / 0.410 / 0.420 |" in text
-    assert (tmp_path / "bench" / "ablation.md").read_text() == text + "\n"
+    with tf.io.gfile.GFile("ram://ablation/table.md") as f:
+        assert f.read() == text + "\n"
     assert (tmp_path / "bench" / "ablation_default.png").stat().st_size > 0
     assert "old" in readme.read_text()
     assert "README" not in capsys.readouterr().out
@@ -140,24 +141,24 @@ def test_run_searches_then_trains_the_seeds_at_the_best_rate(untrained_ablation,
 def test_run_updates_the_readme_when_asked(untrained_ablation, tmp_path, capsys):
     readme, _ = untrained_ablation
     kwargs = {"seeds": (0,), "variants": ("a",), "presets": ("default",),
-              "out_dir": str(tmp_path / "bench"), "update_readme": True}
+              "out_dir": str(tmp_path / "bench"), "readme": str(readme)}
     text = ablation.run(**kwargs)
     assert text in readme.read_text()
-    assert "README.md ablation table updated" in capsys.readouterr().out
+    assert f"{readme}: ablation table updated" in capsys.readouterr().out
     readme.write_text("no markers\n")
     ablation.run(**kwargs)
     assert readme.read_text() == "no markers\n"
     assert "has no ablation markers" in capsys.readouterr().out
 
 
-def test_the_base_config_and_the_readme_are_the_repository_s():
+def test_the_base_config_is_the_repository_s():
     assert os.path.samefile(ablation.BASE_CONFIG, config_path("ablation.yaml"))
-    assert os.path.samefile(ablation.README, os.path.join(REPO, "README.md"))
 
 
-@pytest.mark.parametrize("flags,update", [([], False), (["--update-readme"], True)])
-def test_bench_ablation_updates_the_readme_only_with_its_flag(monkeypatch, tmp_path, flags,
-                                                              update):
+@pytest.mark.parametrize("flags,table,readme", [
+    ([], None, None), (["--table", "t.md", "--update-readme", "R.md"], "t.md", "R.md")])
+def test_bench_ablation_writes_files_only_when_named(monkeypatch, tmp_path, flags, table,
+                                                     readme):
     monkeypatch.chdir(tmp_path)  # bench writes bench_out/ into the working directory
     calls = []
     monkeypatch.setattr(ablation, "run", lambda **kwargs: calls.append(kwargs) or "table")
@@ -165,7 +166,7 @@ def test_bench_ablation_updates_the_readme_only_with_its_flag(monkeypatch, tmp_p
                        *flags]) == 0
     assert calls == [{"seeds": [0], "variants": ["a"], "presets": ["default", "hard"],
                       "lr_factors": [0.5, 1.0, 2.0], "scale": "cpu", "jobs": 1,
-                      "update_readme": update}]
+                      "table_path": table, "readme": readme}]
 
 
 @pytest.mark.parametrize("key", list(ablation.VARIANTS))

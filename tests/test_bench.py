@@ -20,7 +20,7 @@ def test_worst_case_weights_decode_all_steps_on_every_clip():
     with tflite.float32_policy():
         model = build_recognizer(config.from_dict(config.Config, {"data": TINY["data"],
                                                                   "model": TINY["model"]}))
-    clips = tflite.sample_sequences(6, seed=1)
+    clips = landmarks.sample_clips(6, seed=1)
     before = tflite.runner(tflite.convert([model], TINY["data"]["max_len"], weights="fp32"))
     rows_before = [before(inputs=c)["outputs"].shape[0] for c in clips]
     bench.worst_case(model)
@@ -39,7 +39,7 @@ def test_stage_graphs_cut_the_serving_graph_after_each_stage():
                                                                   "model": TINY["model"]}))
     stages = bench.stage_functions([model], TINY["data"]["max_len"])
     assert list(stages) == ["preprocessing", "encoders", "whole"]
-    clip = tflite.sample_sequences(1, seed=2)[0][:40]
+    clip = landmarks.sample_clips(1, seed=2)[0][:40]
     encoded = tflite.runner(tflite.convert_function(stages["encoders"], [model], weights="fp32"))
     out = encoded(inputs=clip)["outputs"]
     assert out.shape == (1, 40)  # one value per encoded frame: the real frames

@@ -52,3 +52,30 @@ def test_mirror_is_an_involution_swapping_hands_and_body_sides():
     np.testing.assert_array_equal(L.MIRROR[L.LEFT_HAND_IDX], L.RIGHT_HAND_IDX)
     assert L.LANDMARKS[L.MIRROR[118]] == "pose_11"
     assert sorted(L.MIRROR[L.FACE_IDX]) == sorted(L.FACE_IDX)
+
+
+def test_sample_clips_are_landmarks_of_the_recorded_kind():
+    clips = L.sample_clips(30, seed=3, frames=(40, 60))
+    assert [c.shape[1] for c in clips] == [390] * 30 and all(40 <= len(c) <= 60 for c in clips)
+    assert all(c.dtype == np.float32 for c in clips)
+    model = [L.to_model_layout(c) for c in clips]  # [T, 130, 3]
+    body = np.concatenate([L.FACE_IDX, L.POSE_IDX])
+    for m in model:
+        assert not np.isnan(m[:, body]).any()  # face and body always seen
+        for hand in (L.LEFT_HAND_IDX, L.RIGHT_HAND_IDX):
+            seen = ~np.isnan(m[:, hand, 0])
+            assert (seen.all(1) | ~seen.any(1)).all()  # a hand is seen whole or not at all
+        face = m[:, L.FACE_IDX, :2].reshape(-1, 2)  # x, y: a face in the upper middle
+        assert np.all(np.abs(face.mean(0) - [0.5, 0.3]) < 0.1) and np.all(face.std(0) < 0.1)
+    # the signing hand moves: its wrist travels further than the face jitters
+    wrists = [m[:, L.RIGHT_HAND_IDX[0], :2] for m in model]
+    travel = [np.nanmax(np.abs(w - np.nanmean(w, 0))) for w in wrists if np.isfinite(w).any()]
+    assert np.median(travel) > 5 * np.median([m[:, L.FACE_IDX[0], :2].std(0).max()
+                                              for m in model])
+    missing = np.mean([np.isnan(m[:, hand, 0]).all(1).mean() for m in model
+                       for hand in (L.LEFT_HAND_IDX, L.RIGHT_HAND_IDX)])
+    assert 0.3 < missing < 0.7  # about one hand of the two is absent
+    again = L.sample_clips(30, seed=3, frames=(40, 60))
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(clips, again, strict=True))
+    assert not np.array_equal(clips[0][:40], L.sample_clips(1, seed=4, frames=(40, 60))
+                              [0][:40], equal_nan=True)

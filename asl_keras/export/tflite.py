@@ -31,7 +31,8 @@ The parity check (`check_parity`) runs on the user's own clips when TFRecords ar
 (`choose_clips`): both implementations are scored against the true phrases and the export fails
 when the scores differ by more than SCORE_BOUND. A string-by-string rule would fail sound fp16
 exports, because near-tie tokens flip on clips unlike the model's data while the score does not
-move. Only without records does it fall back to synthetic clips and string agreement.
+move. Only without records does it fall back to `landmarks.sample_clips` and string
+agreement.
 `export` writes nothing under a finished name until every check has passed.
 
 Conversion uses `keras.export.ExportArchive` (docs/tflite.md, pitfall 1): a `tf.Module`
@@ -53,9 +54,10 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
 from asl_keras import config, landmarks, reference, vocab
-from asl_keras.data import pipeline, preprocess, records, synthetic
+from asl_keras.data import pipeline, preprocess, records
 from asl_keras.data.convert import INDEX
 from asl_keras.decoding import GREEDY_ATTENTION, Decoding, decode, mean_ctc_log_probs
+from asl_keras.decoding import resolve as resolve_decoding
 from asl_keras.export import submission
 from asl_keras.inference import MIN_CONFIDENCE, MIN_FRAMES, postprocess
 from asl_keras.models.recognizer import Recognizer, build_recognizer
@@ -66,13 +68,16 @@ SIGNATURE, INPUT, OUTPUT = "serving_default", "inputs", "outputs"
 # The competition's 40 MB, read as 10^6 bytes: the stricter reading of "MB" (40 MiB would
 # allow 41.9e6), so a file that passes here passes under either.
 SIZE_LIMIT = 40_000_000
-# Chosen from the measured table in the README ("Decoding modes"): it beat greedy attention
-# decoding beyond the seed spread on the hard synthetic preset, at ~2x the loop's time.
-DEFAULT_DECODING = Decoding("joint")
 # Stored weights: float32; float16 (dequantised at load, half the size); int8, TFLite's
 # dynamic-range quantisation (dense and conv weights as int8 with a scale per output channel,
 # computed in int8 against activations quantised on the fly; a quarter of the size).
 WEIGHTS = ("fp16", "int8", "fp32")
+# `weights="auto"` converts straight to int8 when the fp16 weights alone (2 bytes each) exceed
+# the size limit by this factor: the margin covers weights that the converter folds together
+# (the fp16 files of full-size cfg_2 ensembles are 2.8 % smaller than 2 bytes a weight), so a
+# model that would fit in fp16 is never sent to int8 unconverted; between the limit and the
+# margin it converts fp16 and looks at the size.
+FP16_MARGIN = 1.1
 DEFAULT_CHECK_CLIPS = 64  # clips of the TFLite-vs-Keras check (`--check-clips`)
 # The check on the user's records: |TFLite score - Keras score| against the true phrases
 # (normalized total Levenshtein), keyed by the weights' precision.
@@ -95,7 +100,7 @@ SCORE_BOUND = {"fp32": 1e-6, "fp16": 0.005, "int8": INT8_SCORE_BOUND}
 # implementations mostly print the same constant and equal scores prove nothing.
 MIN_DECODED = 0.25
 # Without records: normalized total Levenshtein of the TFLite strings against the Keras strings
-# on synthetic clips. fp32 must decode identically. For fp16, 0.998 bounds the score change on
+# on sample clips. fp32 must decode identically. For fp16, 0.998 bounds the score change on
 # any labelled set of similar length by ~0.002 (the triangle inequality: |D(t, a) - D(t, b)| <=
 # D(a, b)); clips far from a model's data have more near-ties, which is why records are preferred.
 # int8 without records: fp16's disagreement allowance x5, as the score bound is loosened x4
@@ -152,21 +157,6 @@ def load_models(cfg: config.Config, checkpoints: Sequence[str]) -> list[Recogniz
                 reference.import_recognizer(model, reference.load_state_dict(path))
             models.append(model)
     return models
-
-
-def default_decoding(models: Sequence[Recognizer]) -> Decoding:
-    """The export's decoding when none is given: DEFAULT_DECODING when every member has a CTC
-    head, else greedy attention decoding (the 1st place's)."""
-    return (DEFAULT_DECODING if all(m.ctc_head is not None for m in models)
-            else GREEDY_ATTENTION)
-
-
-def check_decoding(models: Sequence[Recognizer], decoding: Decoding) -> None:
-    """ValueError when `decoding` needs CTC heads that some of `models` lack."""
-    if decoding.needs_ctc and any(m.ctc_head is None for m in models):
-        raise ValueError(f"decoding {decoding.describe()} needs every member's CTC head, and "
-                         "the config builds none: train (and export) with "
-                         "model.ctc_loss_weight > 0, or use --decoding attention")
 
 
 def encode(models: Sequence[Recognizer], x, mask, with_ctc: bool = False):
@@ -252,13 +242,25 @@ def _characters(ids):
 def serving_function(models: Sequence[Recognizer], max_len: int,
                      decoding: Decoding = GREEDY_ATTENTION):
     """The `serving_default` function: `inputs [T, F]` -> `{"outputs": [n, 59]}` (module doc)."""
-    check_decoding(models, decoding)
+    resolve_decoding(models, decoding)
 
     def serve(inputs):
         ids = _recognise(models, at_least_one_frame(inputs), max_len, decoding)
         return {OUTPUT: tf.one_hot(_characters(ids), vocab.NUM_CHARS)}
 
     return serve
+
+
+def serving_weights(models: Sequence[Recognizer], decoding: Decoding) -> int:
+    """How many weights of `models` the serving graph of `decoding` holds: the embedding,
+    encoder, decoder and confidence head of each member, and its CTC head for the modes that
+    read it (the backward decoder only trains)."""
+    def parts(m: Recognizer):
+        return (m.embedding, m.encoder, m.decoder, m.confidence_head,
+                m.ctc_head if decoding.needs_ctc else None)
+
+    return sum(int(np.prod(w.shape)) for m in models for part in parts(m) if part is not None
+               for w in part.weights)
 
 
 def convert(models: Sequence[Recognizer], max_len: int, weights: str = "fp16",
@@ -456,24 +458,15 @@ def interleaved_latencies_ms(runners: dict, clips: dict,
 def clip_latencies_ms(signature_runner, frames: int, repeats: int) -> np.ndarray:
     """Milliseconds of each of `repeats` calls on a `frames`-frame sample clip (after an
     untimed first call)."""
-    clip = sample_sequences(1, seed=0)[0]
+    clip = landmarks.sample_clips(1, seed=0)[0]
     x = np.resize(clip, (frames, clip.shape[1])).astype("float32")
     return interleaved_latencies_ms({0: signature_runner}, {0: x}, repeats)[0][0]
-
-
-def sample_sequences(count: int, seed: int = 0) -> list[np.ndarray]:
-    """`count` synthetic clips `[T, 390]` (phrases of the competition kind, random signers)."""
-    position = {c: i for i, c in enumerate(landmarks.raw_columns())}
-    columns = [position[c] for c in landmarks.SELECTED_COLUMNS]
-    rng = np.random.default_rng(seed)
-    return [synthetic.render_sequence(synthetic.train_phrase(rng), int(rng.integers(255)),
-                                      rng)[0][:, columns] for _ in range(count)]
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckClips:
     """Clips of the parity check: frames `[T, 390]` as the serving input takes them, their true
-    phrases (None for synthetic clips, which only compare TFLite with Keras) and where they
+    phrases (None for sample clips, which only compare TFLite with Keras) and where they
     come from."""
 
     source: str
@@ -518,14 +511,14 @@ def record_clips(records_dir: str, fold: int, count: int) -> CheckClips:
 
 def choose_clips(data: config.Data, records_dir: str | None, count: int) -> CheckClips | None:
     """The parity check's clips: from `records_dir` if given, else from `data.records` if that
-    holds a conversion (`record_clips` with `data.fold`), else `count` synthetic clips; None
-    when `count` is 0 (no check)."""
+    holds a conversion (`record_clips` with `data.fold`), else `count` clips of
+    `landmarks.sample_clips`; None when `count` is 0 (no check)."""
     if count == 0:
         return None
     if records_dir is None and tf.io.gfile.exists(f"{data.records.rstrip('/')}/{INDEX}"):
         records_dir = data.records
     if records_dir is None:
-        return CheckClips("synthetic", sample_sequences(count))
+        return CheckClips("sample", landmarks.sample_clips(count))
     if not tf.io.gfile.exists(f"{records_dir.rstrip('/')}/{INDEX}"):
         raise ExportError(f"{records_dir} has no {INDEX}: not a TFRecords conversion (python -m "
                           "asl_keras.data.convert makes one)")
@@ -552,7 +545,7 @@ class ParityCheck:
 
     @property
     def difference(self) -> float | None:
-        """TFLite score - Keras score (None on synthetic clips)."""
+        """TFLite score - Keras score (None on sample clips)."""
         if self.keras_score is None:
             return None
         return self.tflite_score - self.keras_score
@@ -560,7 +553,7 @@ class ParityCheck:
     def summary(self) -> str:
         decoded = f"{self.decoded:.0%} of clips decoded to other than the dummy phrase"
         if self.keras_score is None:
-            return (f"check on {self.clips} synthetic clips (no records): agreement with Keras "
+            return (f"check on {self.clips} sample clips (no records): agreement with Keras "
                     f"{self.agreement:.4f} (minimum {self.limit}), {decoded}")
         return (f"check on {self.clips} clips of {self.source}: score keras "
                 f"{self.keras_score:.4f}, tflite {self.tflite_score:.4f}, difference "
@@ -574,7 +567,7 @@ def check_parity(model: bytes, models: Sequence[Recognizer], max_len: int, clips
 
     With true phrases: fails when fewer than MIN_DECODED of the clips decode to something other
     than DUMMY_PHRASE (too weak a model to judge) or when the scores differ by more than
-    SCORE_BOUND. Synthetic clips: fails when the agreement is below PARITY_MIN.
+    SCORE_BOUND. Sample clips: fails when the agreement is below PARITY_MIN.
     """
     run = runner(model)
     lite = [tflite_text(run, f) for f in clips.frames]
@@ -645,10 +638,10 @@ def export(config_path: str, checkpoints: Sequence[str], out_dir: str, weights: 
     (+ `submission.zip`), contract and parity checked; `size_limit` defaults to SIZE_LIMIT.
     `weights` in WEIGHTS, or `auto`: fp16, and int8 when the fp16 file is over the size limit
     (the README's recommended 3-member cfg_2 ensemble); `decoding` the mode built into the graph
-    (`asl_keras.decoding`; None: `default_decoding`).
+    (`asl_keras.decoding`; None: `decoding.resolve`'s default).
 
     The parity check runs on `check_clips` clips (`choose_clips`: of `records_dir`, else of the
-    config's `data.records`, else synthetic; 0 skips it). The checks run on the converted model
+    config's `data.records`, else sample clips; 0 skips it). The checks run on the converted model
     in memory and the files are written only when all pass, so a failed export (ExportError)
     writes nothing in `out_dir` but `model.FAILED.tflite`, for inspection; files of an earlier
     export stay as they were. Every path goes through `tf.io.gfile` (`gs://`, `ram://`).
@@ -656,15 +649,17 @@ def export(config_path: str, checkpoints: Sequence[str], out_dir: str, weights: 
     cfg = config.load(config_path)
     models = load_models(cfg, checkpoints)
     clips = choose_clips(cfg.data, records_dir, check_clips)  # bad records fail before converting
-    decoding = default_decoding(models) if decoding is None else decoding
-    check_decoding(models, decoding)
+    decoding = resolve_decoding(models, decoding)
     size_limit = SIZE_LIMIT if size_limit is None else size_limit
     start = time.perf_counter()
-    model = convert(models, cfg.data.max_len, "fp16" if weights == "auto" else weights, decoding)
-    if weights == "auto":
-        weights = "fp16" if len(model) <= size_limit else "int8"
-        if weights == "int8":  # int8 quarters the weights where fp16 halves them
-            model = convert(models, cfg.data.max_len, weights, decoding)
+    auto = weights == "auto"
+    if auto:  # int8 quarters the weights where fp16 halves them
+        weights = "int8" if 2 * serving_weights(models, decoding) > FP16_MARGIN * size_limit \
+            else "fp16"
+    model = convert(models, cfg.data.max_len, weights, decoding)
+    if auto and weights == "fp16" and len(model) > size_limit:
+        weights = "int8"
+        model = convert(models, cfg.data.max_len, weights, decoding)
     seconds = time.perf_counter() - start
     try:
         ops = check_contract(model, size_limit)

@@ -487,6 +487,15 @@ def _plain(obj):
     return obj
 
 
+def read_history(directory: str):
+    """A run folder's history.csv (any tf.io.gfile folder) as a pandas DataFrame, a row per
+    epoch; columns not measured in an epoch (score between evaluations) are NaN."""
+    import pandas as pd
+
+    with tf.io.gfile.GFile(os.path.join(directory, "history.csv")) as f:
+        return pd.read_csv(f)
+
+
 def plot_history(directory: str) -> list[str]:
     """loss.png, score.png, lr.png from history.csv (any tf.io.gfile folder)."""
     import matplotlib
@@ -494,19 +503,18 @@ def plot_history(directory: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with tf.io.gfile.GFile(os.path.join(directory, "history.csv")) as f:
-        hist = list(csv.DictReader(io.StringIO(f.read())))
+    history = read_history(directory)
     out = []
     for key, label in (("loss", "training loss"), ("score", "validation score"),
                        ("lr", "learning rate")):
-        pts = [(int(r["epoch"]), float(r[key])) for r in hist if r.get(key)]
-        if not pts:
+        measured = history.dropna(subset=[key]) if key in history else history.iloc[:0]
+        if measured.empty:
             continue
         fig, ax = plt.subplots(figsize=(5, 3.2))
-        ax.plot(*zip(*pts, strict=True), marker="o" if key == "score" else None)
+        ax.plot(measured["epoch"], measured[key], marker="o" if key == "score" else None)
         if key == "score":
-            pp = [(int(r["epoch"]), float(r["score_pp"])) for r in hist if r.get("score_pp")]
-            ax.plot(*zip(*pp, strict=True), marker=".", label="after dummy-phrase rule")
+            pp = measured.dropna(subset=["score_pp"])
+            ax.plot(pp["epoch"], pp["score_pp"], marker=".", label="after dummy-phrase rule")
             ax.legend()
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)

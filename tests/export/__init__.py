@@ -28,9 +28,8 @@ import math
 import numpy as np
 import yaml
 
-from asl_keras import vocab
-from asl_keras.data import preprocess
-from asl_keras.export import tflite
+from asl_keras import landmarks, vocab
+from asl_keras.data import preprocess, synthetic
 from asl_keras.inference import MIN_CONFIDENCE
 
 TINY = {"name": "tiny", "data": {"max_len": 96},
@@ -38,7 +37,19 @@ TINY = {"name": "tiny", "data": {"max_len": 96},
                   "kernel_size": 9, "decoder_layers": 1, "decoder_ffn": 64,
                   "ctc_loss_weight": 0.3}}
 LETTERS = [vocab.CHAR_TO_ID[c] for c in "abcdefghijkl"]
-CALIBRATION_CLIPS = 40  # `tflite.sample_sequences(40)` (seed 0): the clips the rig is tuned on
+CALIBRATION_CLIPS = 40  # `signing_clips(40)` (seed 0): the clips the rig is tuned on
+
+
+def signing_clips(count: int, seed: int = 0) -> list[np.ndarray]:
+    """`count` clips `[T, 390]` (SELECTED_COLUMNS order) of the synthetic data generator:
+    phrases of the competition kind, random signers. The rig is tuned on them: their
+    fingerspelling motion makes the rigged models read each clip differently, where the
+    export's own `landmarks.sample_clips` only need to be valid input."""
+    position = {c: i for i, c in enumerate(landmarks.raw_columns())}
+    columns = [position[c] for c in landmarks.SELECTED_COLUMNS]
+    rng = np.random.default_rng(seed)
+    return [synthetic.render_sequence(synthetic.train_phrase(rng), int(rng.integers(255)),
+                                      rng)[0][:, columns] for _ in range(count)]
 
 
 def write_config(path, values=TINY) -> str:
@@ -87,7 +98,7 @@ def rig(models) -> None:
         head[:, keep] = 3.0 * model.decoder.lm_head.kernel.numpy()[:, keep]
         head[:, vocab.EOS] *= 2.0
         model.decoder.lm_head.kernel.assign(head)
-    clips = tflite.sample_sequences(CALIBRATION_CLIPS)
+    clips = signing_clips(CALIBRATION_CLIPS)
     if all(model.ctc_head is not None for model in models):
         _rig_ctc(models, clips)
     if any(model.confidence_head is None for model in models):

@@ -19,7 +19,7 @@ from tests.export import TINY
 def fp32(checkpoints, export_root) -> str:
     """Folder with model.tflite + inference_args.json + submission.zip of the rigged ensemble
     (greedy attention decoding), exported through the command line (`export_tflite.main`,
-    parity on 20 synthetic clips included)."""
+    parity on 20 sample clips included)."""
     import export_tflite
 
     cfg_path, paths = checkpoints

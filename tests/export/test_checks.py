@@ -51,16 +51,17 @@ def test_record_clips_are_the_held_out_competition_clips_as_stored(synthetic_rec
         tflite.record_clips(str(synthetic_records), fold=7, count=CLIPS)
 
 
-def test_clips_come_from_given_records_then_the_configs_then_synthetic(synthetic_records,
+def test_clips_come_from_given_records_then_the_configs_then_samples(synthetic_records,
                                                                         tmp_path):
     records_dir = str(synthetic_records)
     here = config.Data(records=records_dir)
     nowhere = config.Data(records=str(tmp_path / "missing"))
     assert tflite.choose_clips(here, None, 4).source.startswith(records_dir)
     assert tflite.choose_clips(nowhere, records_dir, 4).source.startswith(records_dir)
-    synthetic = tflite.choose_clips(nowhere, None, 4)
-    assert synthetic.source == "synthetic" and synthetic.phrases is None
-    assert len(synthetic.frames) == 4
+    samples = tflite.choose_clips(nowhere, None, 4)
+    assert samples.source == "sample" and samples.phrases is None
+    assert all(np.array_equal(a, b, equal_nan=True)
+               for a, b in zip(samples.frames, landmarks.sample_clips(4), strict=True))
     assert tflite.choose_clips(here, None, 0) is None
     with pytest.raises(tflite.ExportError, match="has no index.csv"):
         tflite.choose_clips(here, str(tmp_path), 4)
@@ -184,7 +185,7 @@ def test_export_reads_and_writes_only_through_gfile(checkpoints, tmp_path, monke
         with zipfile.ZipFile(io.BytesIO(f.read())) as z:
             assert z.read(submission.MODEL_FILE) == model
     assert submission.selected_columns(result.model_path) == list(landmarks.SELECTED_COLUMNS)
-    clips = tflite.sample_sequences(3, seed=5)
+    clips = landmarks.sample_clips(3, seed=5)
     scores = evaluate.score_tflite(result.model_path, [evaluate.Sample("abc", c) for c in clips])
     run = tflite.runner(model)
     assert scores.predictions == [tflite.tflite_text(run, c) for c in clips]

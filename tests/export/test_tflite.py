@@ -19,12 +19,13 @@ from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter
 import export_tflite
 from asl_keras import config, landmarks, vocab
 from asl_keras.data import preprocess
-from asl_keras.decoding import GREEDY_ATTENTION, Decoding
+from asl_keras.decoding import DEFAULT_DECODING, GREEDY_ATTENTION, Decoding
+from asl_keras.decoding import resolve as resolve_decoding
 from asl_keras.export import submission, tflite
 from asl_keras.inference import MIN_FRAMES
 from asl_keras.models.recognizer import build_recognizer
 from asl_keras.training.metrics import normalized_total
-from tests.export import TINY, write_config
+from tests.export import TINY, signing_clips, write_config
 from tests.export.conftest import DECODING_MODES
 from tests.paths import config_path
 
@@ -60,7 +61,7 @@ def assert_meaningful(reference: list[str], minimum: int) -> None:
 
 
 def test_fp32_tokens_equal_keras_greedy_tokens(fp32, models):
-    clips = tflite.sample_sequences(32, seed=1)
+    clips = signing_clips(32, seed=1)
     reference = tflite.keras_texts(models, MAX_LEN, clips)
     assert_meaningful(reference, 20)
     assert texts(fp32, clips) == reference
@@ -68,7 +69,7 @@ def test_fp32_tokens_equal_keras_greedy_tokens(fp32, models):
 
 @pytest.mark.slow
 def test_fp32_tokens_equal_keras_greedy_tokens_on_200_clips(fp32, models):
-    clips = tflite.sample_sequences(280, seed=2)
+    clips = signing_clips(280, seed=2)
     reference = tflite.keras_texts(models, MAX_LEN, clips)
     assert_meaningful(reference, 200)
     assert texts(fp32, clips) == reference
@@ -78,7 +79,7 @@ def test_fp32_tokens_equal_keras_greedy_tokens_on_200_clips(fp32, models):
 def test_every_decoding_mode_gives_the_keras_tokens_in_fp32(mode, mode_export, models):
     """The mode really runs: on the rigged ensemble its strings differ from every other mode's
     on most decoded clips, and TFLite's equal Keras' one by one."""
-    clips = tflite.sample_sequences(32, seed=1)
+    clips = signing_clips(32, seed=1)
     texts_of = {name: tflite.keras_texts(models, MAX_LEN, clips, decoding=d)
                 for name, d in {"attention": Decoding(), **DECODING_MODES}.items()}
     reference = texts_of[mode]
@@ -98,8 +99,8 @@ def test_decoding_modes_that_need_a_ctc_head_refuse_models_without_one(tmp_path,
         with pytest.raises(ValueError, match="model.ctc_loss_weight > 0"):
             tflite.convert([model], MAX_LEN, "fp32", decoding)
     # the default: joint decoding when every member can, else the 1st place's
-    assert tflite.default_decoding(models) == tflite.DEFAULT_DECODING
-    assert tflite.default_decoding([models[0], model]) == GREEDY_ATTENTION
+    assert resolve_decoding(models) == DEFAULT_DECODING
+    assert resolve_decoding([models[0], model]) == GREEDY_ATTENTION
 
 
 def test_command_line_refuses_bad_decoding_settings(checkpoints, tmp_path, capsys):
@@ -120,7 +121,7 @@ def test_int8_is_smaller_than_fp16_and_close_to_fp32(fp32, fp16, int8):
     size = {k: os.path.getsize(model_path(f)) for k, f in
             (("fp32", fp32), ("fp16", fp16), ("int8", int8))}
     assert size["fp32"] - size["int8"] > 1.3 * (size["fp32"] - size["fp16"])
-    clips = tflite.sample_sequences(40, seed=1)
+    clips = signing_clips(40, seed=1)
     assert normalized_total(texts(fp32, clips), texts(int8, clips)) >= FP16_MIN_AGREEMENT
 
 
@@ -128,7 +129,7 @@ def test_fp16_is_smaller_and_close_to_fp32(fp32, fp16):
     # Weights shrink to half; the graph itself (WHILE/IF bodies, constant tables; ~300 kB for
     # this tiny ensemble, negligible at cfg_2 size) does not, so the file ratio here is ~0.61.
     assert os.path.getsize(model_path(fp16)) < 0.65 * os.path.getsize(model_path(fp32))
-    clips = tflite.sample_sequences(40, seed=1)
+    clips = signing_clips(40, seed=1)
     full, half = texts(fp32, clips), texts(fp16, clips)
     assert all(half)
     assert normalized_total(full, half) >= FP16_MIN_AGREEMENT
@@ -163,14 +164,29 @@ def edge_runner(interpreter: str, precision: str, request):
     return INTERPRETERS[interpreter](**source).get_signature_runner(tflite.SIGNATURE)
 
 
-def test_automatic_weights_are_fp16_unless_only_int8_fits(checkpoints, fp16, int8, tmp_path):
+def test_automatic_weights_are_fp16_unless_only_int8_fits(checkpoints, models, fp16, int8,
+                                                          tmp_path, monkeypatch):
     cfg_path, paths = checkpoints
     sizes = [os.path.getsize(model_path(f)) for f in (fp16, int8)]
-    for limit, expected in ((tflite.SIZE_LIMIT, "fp16"), (sum(sizes) // 2, "int8")):
+    converted = []
+    convert = tflite.convert
+    monkeypatch.setattr(tflite, "convert", lambda *a: converted.append(a[2]) or convert(*a))
+    for limit, expected, conversions in ((tflite.SIZE_LIMIT, "fp16", ["fp16"]),
+                                         (sum(sizes) // 2, "int8", ["fp16", "int8"])):
+        converted.clear()
         result = tflite.export(cfg_path, paths, str(tmp_path / expected), check_clips=0,
                                size_limit=limit, decoding=GREEDY_ATTENTION)
         assert result.weights == expected and result.size_bytes <= limit
         assert f"({expected} weights" in result.summary()
+        assert converted == conversions, limit
+    # fp16 weights alone over the limit (with the margin): int8 without converting fp16 first
+    # (here int8 does not fit either: the tiny graph's own bytes are most of the file)
+    converted.clear()
+    alone = int(2 * tflite.serving_weights(models, GREEDY_ATTENTION) / tflite.FP16_MARGIN) - 1
+    with pytest.raises(tflite.ExportError, match=f"over the limit of {alone / 1e3:,.0f} kB"):
+        tflite.export(cfg_path, paths, str(tmp_path / "alone"), check_clips=0, size_limit=alone,
+                      decoding=GREEDY_ATTENTION)
+    assert converted == ["int8"]
 
 
 @pytest.mark.parametrize("interpreter", list(INTERPRETERS))
@@ -178,7 +194,7 @@ def test_automatic_weights_are_fp16_unless_only_int8_fits(checkpoints, fp16, int
 def test_edge_inputs_give_valid_rows_and_keep_the_interpreter_working(interpreter, precision,
                                                                       request):
     run = edge_runner(interpreter, precision, request)
-    clip = tflite.sample_sequences(1, seed=3)[0]
+    clip = signing_clips(1, seed=3)[0]
     expected = tflite.tflite_text(run, clip)
     for name, frames in edge_cases().items():
         out = run(**{tflite.INPUT: frames})[tflite.OUTPUT]
@@ -288,7 +304,7 @@ def test_full_size_ensembles_fit_in_40_mb(name, members, weights, tmp_path):
     print(f"{name}: {members} x {weights}, {result.size_bytes / 1e3:,.0f} kB, converted in "
           f"{result.convert_seconds:.0f} s")
     assert result.weights == weights and result.size_bytes < tflite.SIZE_LIMIT
-    assert result.decoding == (tflite.DEFAULT_DECODING if name == "cfg_2.yaml"
+    assert result.decoding == (DEFAULT_DECODING if name == "cfg_2.yaml"
                                else GREEDY_ATTENTION)
 
 
@@ -312,7 +328,7 @@ def test_zipformer_training_machinery_leaves_no_trace_in_the_export():
     assert ops_full == ops_plain
     assert not {op for op in ops_full if "RANDOM" in op or "MULTINOMIAL" in op}
     run = tflite.runner(tflite.convert([full], MAX_LEN, weights="fp32"))
-    clips = tflite.sample_sequences(16, seed=4)
+    clips = signing_clips(16, seed=4)
     reference = tflite.keras_texts([full], MAX_LEN, clips)
     assert_meaningful(reference, 8)
     assert [tflite.tflite_text(run, c) for c in clips] == reference
@@ -367,7 +383,7 @@ def test_a_padding_dependent_encoder_is_exported_and_checked_at_real_length():
     from tests.export import rig
 
     rig([model])
-    clips = tflite.sample_sequences(24, seed=5)
+    clips = signing_clips(24, seed=5)
     # padding changes this encoder's output on real frames, so the length really matters
     short = min(clips, key=len)
     x, mask = tflite.encoder_inputs(tf.constant(short), MAX_LEN)
