@@ -478,8 +478,9 @@ class Train:
     time-limit stops and `steps_per_execution`.
 
     `--resume` keeps a run's schedule: it refuses a change of any key here (or in data, model,
-    seed) except strategy, precision, eval_every, eval_batch_size, runs_dir, time_limit_hours
-    and steps_per_execution (all listed in `asl_keras.training.trainer.RESUMABLE`), unless
+    seed) except those that say where things are, how the run is placed and when it stops
+    (`asl_keras.training.trainer.RESUMABLE` lists them: here strategy, precision, eval_every,
+    eval_batch_size, runs_dir, time_limit_hours, steps_per_execution), unless
     `--force-resume`.
     """
 

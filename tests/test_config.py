@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 import tensorflow as tf
+import yaml
 
 from asl_keras import config
 from tests.paths import CONFIGS, FIXTURES, config_path
@@ -41,6 +42,31 @@ def test_shipped_configs_resolve_to_stored_values(name):
     # Through JSON so tuples compare as the lists the file holds.
     resolved = json.loads(json.dumps(dataclasses.asdict(config.load(os.path.join(CONFIGS, name)))))
     assert resolved == stored
+
+
+def flat(values: dict, prefix: str = "") -> dict:
+    """Nested mappings -> {"data.augment.flip": value, ...}."""
+    return {k: v for key, value in values.items()
+            for k, v in (flat(value, f"{prefix}{key}.").items() if isinstance(value, dict)
+                         else [(prefix + key, value)])}
+
+
+def own_values(name: str) -> dict:
+    """A shipped YAML's own keys, flattened (its base not applied)."""
+    with open(os.path.join(CONFIGS, name), encoding="utf-8") as f:
+        return flat(yaml.safe_load(f))
+
+
+# A root config (no base) states its whole recipe; one with a base only what differs from it.
+@pytest.mark.parametrize("name", [n for n in SHIPPED if config.BASE_KEY in own_values(n)])
+def test_a_config_with_a_base_states_only_what_differs(name):
+    own = own_values(name)
+    base = own.pop(config.BASE_KEY)
+    inherited = flat(json.loads(json.dumps(dataclasses.asdict(
+        config.load(os.path.join(CONFIGS, base))))))
+    same = sorted(k for k, v in own.items()
+                  if k in inherited and json.loads(json.dumps(v)) == inherited[k])
+    assert not same, f"{name} restates what {base} gives: {same}"
 
 
 def test_unknown_key_is_named_with_its_path(tmp_path):

@@ -16,12 +16,6 @@ PARTS = {"lhand": landmarks.LEFT_HAND_IDX, "rhand": landmarks.RIGHT_HAND_IDX,
          "face": landmarks.FACE_IDX, "pose": landmarks.POSE_IDX}
 
 
-def _bool_mask(frame_mask, x):
-    """Frame mask `[B, T]` -> bool `[B, T, 1...]` broadcastable against `x`."""
-    m = ops.cast(frame_mask, "bool")
-    return ops.reshape(m, ops.shape(m) + (1,) * (len(x.shape) - 2))
-
-
 @keras.saving.register_keras_serializable(package="asl_keras")
 class PartNormalization(keras.layers.Layer):
     """The 1st-place cfg_2 part normalisation (`mdl_2_pt.py`): each body part standardised per

@@ -47,10 +47,10 @@ CONV_SKIP_RATE = ((0.0, 0.2), (4000.0, 0.05), (16000.0, 0.0))
 FF_SKIP_RATE = ((0.0, 0.1), (4000.0, 0.01), (50000.0, 0.0))
 LAYER_SKIP_RATE = ((0.0, 0.5), (4000.0, 0.02))
 
-# cfg_2 sizing: 7 blocks (each has two attentions and two convs, so 14 of each like the
-# 14 Squeezeformer blocks) at dim 208 with FFN widths (3/4, 1, 5/4) x 208, i.e. the 1st-place
-# expansion 1 on average. Encoder: 7 x 938,965 = 6,572,755 <= 6,883,968 params of the 1st place.
-CFG2_NUM_BLOCKS = 7
+# cfg_2 sizing (configs/cfg_2.yaml): 7 blocks (each has two attentions and two convs, so 14 of
+# each like the 14 Squeezeformer blocks) at dim 208 with FFN widths (3/4, 1, 5/4) x 208, i.e. the
+# 1st-place expansion 1 on average. Encoder: 7 x 938,965 = 6,572,755 <= 6,883,968 params of the
+# 1st place.
 CFG2_FFN_DIMS = (156, 208, 260)
 
 MODULES = ("attn_weights", "ffn1", "nla", "sa1", "conv1", "ffn2", "sa2", "conv2", "ffn3")

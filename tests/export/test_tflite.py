@@ -244,7 +244,8 @@ def test_command_line_reports_a_broken_contract(fp32, checkpoints, tmp_path, mon
 
 
 def test_unfrozen_keras_variables_are_rejected():
-    """Ecosystem pitfall 1: Keras 3 layers on a tf.Module convert "fine" with variable ops."""
+    """docs/tflite.md, pitfall 1: Keras 3 layers on a tf.Module convert "fine" with variable
+    ops."""
     dense = keras.layers.Dense(vocab.NUM_CHARS)
     dense.build((None, len(landmarks.SELECTED_COLUMNS)))
     module = tf.Module()
@@ -273,7 +274,8 @@ def test_submission_zip_holds_exactly_the_two_files(fp32):
 
 
 def test_models_are_rebuilt_under_float32(tmp_path):
-    """A checkpoint trained under mixed precision exports as float32 (ecosystem pitfall 7)."""
+    """A checkpoint trained under mixed precision exports as float32 (docs/tflite.md, pitfall
+    5)."""
     cfg_path = write_config(tmp_path / "tiny.yaml")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")

@@ -236,12 +236,20 @@ def test_importer_names_bad_keys(fixture_b, tmp_path):
         reference.import_decoder(decoder, state, prefix="decoder")  # prefix without the dot
     with pytest.raises(error, match="activation_function"):
         reference.decoder_kwargs({"activation_function": "gelu"})
-    # a plain npz without the fixtures' sd/ prefix, and .pth when PyTorch is absent
+    # a plain npz without the fixtures' sd/ prefix, and .pth: read with PyTorch, else refused
+    decoder_state = {k: v for k, v in state.items() if k.startswith("decoder.")}
     plain = str(tmp_path / "plain.npz")
-    np.savez(plain, **{k: v for k, v in state.items() if k.startswith("decoder.")})
-    assert reference.load_state_dict(plain).keys() == {k for k in state if k.startswith("decoder.")}
+    np.savez(plain, **decoder_state)
+    assert reference.load_state_dict(plain).keys() == decoder_state.keys()
+    pth = str(tmp_path / "checkpoint.pth")
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         with pytest.raises(ImportError, match="needs PyTorch"):
-            reference.load_state_dict(str(tmp_path / "checkpoint.pth"))
+            reference.load_state_dict(pth)
+    else:  # as the 1st place's train.py saves it: {"model": state_dict}
+        torch.save({"model": {k: torch.from_numpy(np.array(v)) for k, v in
+                              decoder_state.items()}}, pth)
+        loaded = reference.load_state_dict(pth)
+        assert loaded.keys() == decoder_state.keys()
+        assert all(np.array_equal(loaded[k], v) for k, v in decoder_state.items())

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from asl_keras import config
 from asl_keras.layers.constraints import limit
 from asl_keras.layers.scheduled import ScheduledFloat
 from asl_keras.layers.zipformer import (
     CFG2_FFN_DIMS,
-    CFG2_NUM_BLOCKS,
     AttentionWeights,
     BiasNorm,
     Bypass,
@@ -25,6 +25,7 @@ from asl_keras.layers.zipformer import (
 )
 from asl_keras.models.encoder import ZipformerEncoder
 from tests.layers.test_rotary import np_rope
+from tests.paths import config_path
 
 FIRST_PLACE_ENCODER_PARAMS = 6_883_968  # 14 x 491,712, cfg_2 at dim 208
 SMALL = dict(dim=16, heads=2, ffn_dims=(12, 16, 20), kernel_size=5)
@@ -384,4 +385,5 @@ def test_cfg2_zipformer_encoder_fits_first_place_budget():
     block.build((None, None, 208))
     assert block.ffn_dims == CFG2_FFN_DIMS and block.head_dim == 52 and block.nla_dim == 156
     assert block.count_params() == 938_965
-    assert CFG2_NUM_BLOCKS * block.count_params() <= FIRST_PLACE_ENCODER_PARAMS
+    blocks = config.load(config_path("cfg_2.yaml")).model.blocks
+    assert blocks == 7 and blocks * block.count_params() <= FIRST_PLACE_ENCODER_PARAMS
