@@ -136,6 +136,7 @@ def test_torch_saved_wrapped_checkpoint_loads(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("full_size")  # one worker runs every full-size test: RAM
 @pytest.mark.skipif(not ANCHORS or not all(map(os.path.exists, ANCHOR_STATE_DICTS)),
                     reason="the 1st place's cfg_2 state_dicts (in the folder ASL_REF_ANCHORS "
                            "names) are not present")
@@ -160,6 +161,7 @@ ANCHOR_ARGS = os.path.join(ANCHORS, "ref1st_inference_args.json")
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("full_size")  # one worker runs every full-size test: RAM
 @pytest.mark.skipif(not ANCHORS or not all(map(os.path.exists, [*ANCHOR_STATE_DICTS,
                                                                  ANCHOR_GRAPH, ANCHOR_ARGS])),
                     reason="the 1st place's cfg_2 pair and its own TFLite graph (in the folder "

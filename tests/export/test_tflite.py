@@ -290,6 +290,7 @@ def test_models_are_rebuilt_under_float32(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("full_size")  # one worker runs every full-size test: RAM
 @pytest.mark.parametrize("name,members,weights", [("cfg_2.yaml", 4, "int8"),
                                                   ("cfg_2_squeezeformer.yaml", 2, "fp16")])
 def test_full_size_ensembles_fit_in_40_mb(name, members, weights, tmp_path):

@@ -110,6 +110,7 @@ def without_graph_optimizations():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("full_size")  # one worker runs every full-size test: RAM
 @pytest.mark.parametrize("name", ["cfg_2", "cfg_2_squeezeformer"])
 def test_a_full_size_config_accumulates_8_micro_batches_on_two_replicas(
         synthetic_records, tmp_path, without_graph_optimizations, name):
