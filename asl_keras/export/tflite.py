@@ -637,7 +637,8 @@ def export(config_path: str, checkpoints: Sequence[str], out_dir: str, weights: 
     """Checkpoints of `config_path` -> `out_dir/model.tflite` + `inference_args.json`
     (+ `submission.zip`), contract and parity checked; `size_limit` defaults to SIZE_LIMIT.
     `weights` in WEIGHTS, or `auto`: fp16, and int8 when the fp16 file is over the size limit
-    (the README's recommended 3-member cfg_2 ensemble); `decoding` the mode built into the graph
+    (the README's recommended 3-member cfg_2 ensemble; converted to int8 directly when the fp16
+    weights alone are over it by FP16_MARGIN); `decoding` the mode built into the graph
     (`asl_keras.decoding`; None: `decoding.resolve`'s default).
 
     The parity check runs on `check_clips` clips (`choose_clips`: of `records_dir`, else of the
@@ -654,8 +655,8 @@ def export(config_path: str, checkpoints: Sequence[str], out_dir: str, weights: 
     start = time.perf_counter()
     auto = weights == "auto"
     if auto:  # int8 quarters the weights where fp16 halves them
-        weights = "int8" if 2 * serving_weights(models, decoding) > FP16_MARGIN * size_limit \
-            else "fp16"
+        fp16_too_big = 2 * serving_weights(models, decoding) > FP16_MARGIN * size_limit
+        weights = "int8" if fp16_too_big else "fp16"
     model = convert(models, cfg.data.max_len, weights, decoding)
     if auto and weights == "fp16" and len(model) > size_limit:
         weights = "int8"
