@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -177,18 +178,19 @@ def bench_model(args) -> list[dict]:
 
 
 def bench_train(args) -> list[dict]:
-    """Training micro-batch throughput on random inputs: with and without XLA, and with one or
-    several micro-batches per call of the training function (`trainer.multi_step`, as the
-    trainer runs them; the host reads each call's losses)."""
+    """Training micro-batch throughput of the trainer's own step (`Trainer.train_steps`: the
+    loss, loss scaling, clipping and schedule as `asl-train` runs them) on random inputs of one
+    shape: with and without XLA (`train.jit_compile`), and with one or several micro-batches
+    per call (`train.steps_per_execution`; the host reads each call's losses)."""
     import numpy as np
 
     from asl_keras import config, vocab
-    from asl_keras.models.recognizer import build_recognizer
+    from asl_keras.data import convert
     from asl_keras.runtime import tf
-    from asl_keras.training import optimizers
-    from asl_keras.training.trainer import multi_step
+    from asl_keras.training import trainer
 
-    cfg = config.load(args.config, args.overrides)
+    records = os.path.join(BENCH_DIR, "records_train")  # the trainer counts steps from them
+    convert.convert(synthetic_set(64, 32), records, workers=1, progress=False)
     rng = np.random.default_rng(0)
     batch = {"landmarks": tf.constant(rng.normal(size=(args.batch, args.frames, 130, 3)),
                                       tf.float32),
@@ -199,27 +201,21 @@ def bench_train(args) -> list[dict]:
     rows = []
     for xla in (v == "on" for v in args.jit_compile):
         for per_call in args.steps_per_execution:
-            model = build_recognizer(cfg)
-            opt = optimizers.make_optimizer(cfg.train, 100)
-            opt.build(model.trainable_variables)
-
-            @tf.function(jit_compile=xla)
-            def step(b, model=model, opt=opt):
-                with tf.GradientTape() as tape:
-                    loss = tf.reduce_mean(model.per_sample_loss(b, model(b, training=True)))
-                opt.apply(tape.gradient(loss, model.trainable_variables),
-                          model.trainable_variables)
-                return loss
-
-            run = multi_step(tf.distribute.get_strategy(), step)
-            batches = iter(tf.data.Dataset.from_tensors(batch).repeat())
+            cfg = config.load(args.config, [
+                *args.overrides, f"data.records={records}", "data.scores=null", "data.fold=0",
+                f"data.batch_size={args.batch}", f"data.max_len={args.frames}",
+                f"train.jit_compile={str(xla).lower()}", f"train.steps_per_execution={per_call}",
+                f"train.runs_dir={os.path.join(BENCH_DIR, 'runs_train')}"])
+            t = trainer.Trainer(cfg, verbose=False)
+            batches = iter(t.strategy.experimental_distribute_dataset(
+                tf.data.Dataset.from_tensors(batch).repeat()))
             t0 = time.perf_counter()
-            run(batches, per_call).numpy()
+            t.train_steps(batches, per_call).numpy()
             compile_s = time.perf_counter() - t0
             calls = max(1, args.steps // per_call)
             t0 = time.perf_counter()
             for _ in range(calls):
-                run(batches, per_call).numpy()
+                t.train_steps(batches, per_call).numpy()
             dt = (time.perf_counter() - t0) / (calls * per_call)
             rows.append({"config": os.path.basename(args.config), "jit_compile": xla,
                          "micro-batches per call": per_call,
@@ -530,6 +526,8 @@ def bench_ablation(args) -> list[dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m asl_keras.bench")
+    p.add_argument("--write", metavar="FILE", help="also write the table to this Markdown file, "
+                   "with the command, commit, date and machine")
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("convert", help="Kaggle parquet -> TFRecords throughput and memory")
     c.add_argument("--sequences", type=int, default=3000)
@@ -606,15 +604,32 @@ def main(argv=None) -> int:
                    help="also write the tables into this file between its ablation markers")
     args = p.parse_args(argv)
     os.makedirs(BENCH_DIR, exist_ok=True)
+    argv = sys.argv[1:] if argv is None else list(argv)
     rows = {"convert": bench_convert, "pipeline": bench_pipeline, "model": bench_model,
             "train": bench_train, "tflite": bench_tflite, "clips": bench_clips,
             "decoding": bench_decoding, "curves": bench_curves,
             "ablation": bench_ablation}[args.what](args)
-    print(f"machine: {psutil.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
+    print(f"machine: {machine()}")
     if rows:
         print(_table(rows))
+        if args.write:
+            write_table(args.write, rows, argv)
     return 0
+
+
+def machine() -> str:
+    """This machine in one line: processor, cores, memory."""
+    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
+
+
+def write_table(path: str, rows: list[dict], argv: list[str]) -> None:
+    """A Markdown file of one table: the command that made it, the commit, date and machine."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"Made by `python -m asl_keras.bench {' '.join(argv)}` at commit {commit} on "
+                f"{time.strftime('%Y-%m-%d')}, machine: {machine()}.\n\n{_table(rows)}\n")
 
 
 if __name__ == "__main__":

@@ -480,7 +480,7 @@ class Train:
     `--resume` keeps a run's schedule: it refuses a change of any key here (or in data, model,
     seed) except those that say where things are, how the run is placed and when it stops
     (`asl_keras.training.trainer.RESUMABLE` lists them: here strategy, precision, eval_every,
-    eval_batch_size, runs_dir, time_limit_hours, steps_per_execution), unless
+    eval_batch_size, runs_dir, time_limit_hours, steps_per_execution, jit_compile), unless
     `--force-resume`.
     """
 
@@ -513,6 +513,11 @@ class Train:
     # the time limit once per call. 0 or null: by device, 16 on a TPU, 4 with GPUs, 1 on CPUs
     # (`asl_keras.training.strategy.steps_per_execution`). Changes no result.
     steps_per_execution: int | None = None
+    # Compile each training step with XLA (`tf.function(jit_compile=True)`). A TPU compiles
+    # every step with XLA whatever this says; on GPUs and CPUs true or false chooses, null
+    # (auto) takes `asl_keras.training.strategy.AUTO_JIT_COMPILE` (docs/accelerators.md has
+    # the measurement behind it). Changes no result beyond float rounding.
+    jit_compile: bool | None = None
 
     def validate(self, path):
         _check(self.epochs >= 1, f"{path}.epochs", "must be >= 1")

@@ -189,6 +189,26 @@ def train_dataset(data: config.Data, seed: int, epochs: int, start_epoch: int = 
 
 def eval_dataset(data: config.Data, ctx=None, batch_size: int | None = None) -> tf.data.Dataset:
     """Held-out fold (competition rows only), preprocessed as at inference, in record order."""
+    return _eval_items(data, ctx).batch(batch_size or data.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def static_eval_dataset(data: config.Data, batch_size: int, multiple: int = 1
+                        ) -> tf.data.Dataset:
+    """`eval_dataset` with a boolean `valid [B]` in batches of exactly `batch_size` rows, as
+    many batches as a multiple of `multiple`: the rows after the fold's last are zeros with
+    `valid` False. Every batch has the same static shape (what a TPU compiles for), and with
+    `multiple` = the replicas of a host, each replica gets a batch at every step."""
+    count = Selection(read_index(data.records), data, training=False).items_per_epoch
+    items = _eval_items(data).map(lambda row: {**row, "valid": True})
+    batches = -(-max(-(-count // batch_size), 1) // multiple) * multiple
+    filler = items.take(1).map(lambda row: {**tf.nest.map_structure(tf.zeros_like, row),
+                                            "valid": False})
+    items = items.concatenate(filler.repeat(batches * batch_size - count))
+    return items.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _eval_items(data: config.Data, ctx=None) -> tf.data.Dataset:
+    """The held-out fold's rows (see `eval_dataset`), unbatched."""
     selection = Selection(read_index(data.records), data, training=False)
     scores = score_table(read_scores(data.scores))
 
@@ -202,5 +222,4 @@ def eval_dataset(data: config.Data, ctx=None, batch_size: int | None = None) -> 
                 "n_frames": tf.cast(ex["n_frames"], tf.int32), "sequence_id": ex["sequence_id"]}
 
     ds = _records(data.records, ctx).filter(lambda ex: selection.keep(ex["sequence_id"], 0, 0))
-    return ds.map(item, num_parallel_calls=tf.data.AUTOTUNE).batch(
-        batch_size or data.batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -32,12 +32,14 @@ CLASSES = vocab.CTC_BLANK + 1  # 60: the 59 characters and the blank
 IMPOSSIBLE = -1e30
 
 
-def ctc_loss_per_char(labels, logits, frame_mask):
+def ctc_loss_per_char(labels, logits, frame_mask, xla: bool = False):
     """Per-sample CTC loss `[B]` divided by the phrase length (the scale of a token CE).
 
     `logits [B, T, 60]` (blank = `vocab.CTC_BLANK`), `frame_mask [B, T]`. A clip with fewer
     than two frames per character cannot be aligned reliably (the field filtered such clips
     for CTC); it gets loss 0 (and no gradient) instead of an infinite loss with NaN gradients.
+    `xla`: the loss is compiled with XLA (a TPU, `train.jit_compile`), which TensorFlow's
+    fused CTC kernel does not support; the dense-label CTC is used instead (the same loss).
     """
     labels = ops.cast(labels, "int32")
     is_char = ops.cast(labels < vocab.NUM_CHARS, "int32")
@@ -49,9 +51,9 @@ def ctc_loss_per_char(labels, logits, frame_mask):
     # kernel rejects empty labels), then weighted by 0
     length = ops.where(feasible, length, 1)
     targets = ops.where(labels < vocab.NUM_CHARS, labels, 0)
-    if keras.backend.backend() == "tensorflow":
+    if keras.backend.backend() == "tensorflow" and not xla:
         loss = sparse_ctc_loss(targets, length, logits, frames)
-    else:  # other backends: Keras' own CTC (dense labels; the same loss)
+    else:  # Keras' own CTC on dense labels: XLA compiles it, and other backends have it
         loss = ops.ctc_loss(targets, ops.cast(logits, "float32"), length, frames,
                             mask_index=vocab.CTC_BLANK)
     per_char = loss / ops.cast(ops.maximum(length, 1), "float32")
@@ -63,7 +65,8 @@ def sparse_ctc_loss(targets, length, logits, frames):
     first `length [B]` count, `logits [B, T, 60]`, `frames [B]` real frames.
 
     TensorFlow on purpose: `keras.ops.ctc_loss` passes dense labels, which selects TF's
-    graph-level CTC (about 10x slower on CPU than the fused kernel used for sparse labels).
+    graph-level CTC, slower without XLA than the fused kernel used for sparse labels (the
+    benchmark file of `benchmarks/ctc.py` times both). The fused kernel has no XLA kernel.
     """
     keep = ops.arange(ops.shape(targets)[1])[None, :] < length[:, None]
     sparse = tf.sparse.from_dense(ops.where(keep, targets + 1, 0))  # +1: 0 is "absent" here

@@ -146,10 +146,11 @@ class Recognizer(keras.Model):
             out["ctc_logits"] = self.ctc_logits(encoded)
         return out
 
-    def per_sample_loss(self, inputs, outputs):
+    def per_sample_loss(self, inputs, outputs, xla: bool = False):
         """`0.98 * (0.6 CE_fwd + 0.4 CE_bwd) + 0.02 BCE_conf` per sample `[B]` (cfg_1: CE).
 
-        With `ctc_loss_weight = w > 0` the decoder term becomes `(1 - w) CE + w CTC`.
+        With `ctc_loss_weight = w > 0` the decoder term becomes `(1 - w) CE + w CTC`. `xla`:
+        the loss is compiled with XLA (`ctc.ctc_loss_per_char` then picks a CTC XLA compiles).
         """
         c = self.cfg
         loss = dec.sequence_cross_entropy(inputs["labels"], outputs["logits"])
@@ -159,7 +160,7 @@ class Recognizer(keras.Model):
             loss = (1 - c.backward_loss_weight) * loss + c.backward_loss_weight * bwd
         if "ctc_logits" in outputs:
             aligned = ctc.ctc_loss_per_char(inputs["labels"], outputs["ctc_logits"],
-                                            inputs["mask"])
+                                            inputs["mask"], xla)
             loss = (1 - c.ctc_loss_weight) * loss + c.ctc_loss_weight * aligned
         if "confidence" in outputs:
             target = ops.cast(inputs["score"], "float32")

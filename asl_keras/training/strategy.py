@@ -139,6 +139,21 @@ def steps_per_execution(strategy: tf.distribute.Strategy, configured: int | None
     return AUTO_STEPS_PER_EXECUTION["gpu" if tf.config.list_logical_devices("GPU") else "cpu"]
 
 
+# Whether training steps are compiled with XLA when `train.jit_compile` is null (auto), by
+# device; a TPU always compiles them. Chosen from `bench train`'s XLA on/off table.
+AUTO_JIT_COMPILE = {"gpu": False, "cpu": False}
+
+
+def jit_compile(strategy: tf.distribute.Strategy, configured: bool | None) -> bool:
+    """Whether the training step is compiled with XLA: always on a TPU; elsewhere
+    `configured`, or for None the AUTO_JIT_COMPILE of the strategy's devices."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    if configured is not None:
+        return configured
+    return AUTO_JIT_COMPILE["gpu" if tf.config.list_logical_devices("GPU") else "cpu"]
+
+
 def describe(strategy: tf.distribute.Strategy) -> str:
     """One line: the strategy's class, its replica count and the devices it computes on."""
     if strategy is tf.distribute.get_strategy():  # the default strategy has no device list

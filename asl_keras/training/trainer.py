@@ -69,6 +69,7 @@ class TimeLimitReached(Exception):
 # so `Trainer.restore` refuses it unless forced.
 RESUMABLE = ("name", "train.runs_dir", "train.strategy", "train.precision", "train.eval_every",
              "train.eval_batch_size", "train.time_limit_hours", "train.steps_per_execution",
+             "train.jit_compile",
              "data.kaggle_dir", "data.synthetic", "data.records_wait")
 
 
@@ -160,13 +161,18 @@ def multi_step(strategy: tf.distribute.Strategy,
     return lambda iterator, count: loop(iterator, tf.constant(count, tf.int32))
 
 
-def decoding_function(model) -> Callable:
-    """`model`'s greedy decoding as one traced function `(x, mask) -> (ids, encoded)`."""
+def decoding_function(model, jit_compile: bool = False) -> Callable:
+    """`model`'s greedy decoding as one traced function `(x, mask) -> (ids, confidence)`:
+    int32 ids `[B, LABEL_LEN + 1]` and the confidence head's probability `[B]` (-1 without a
+    head). `jit_compile`: compiled with XLA, as on a TPU."""
 
-    @tf.function(reduce_retracing=True)  # the last, smaller batch must not retrace
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def generate(x, mask):
         encoded = model.encode(x, mask)  # once, for both the decoder and the confidence head
-        return dec.greedy_decode(model.decoder, encoded, mask)[0], encoded
+        ids = dec.greedy_decode(model.decoder, encoded, mask)[0]
+        if model.confidence_head is None:
+            return ids, -tf.ones(tf.shape(ids)[:1])
+        return ids, tf.sigmoid(model.confidence(encoded))
 
     return generate
 
@@ -181,9 +187,19 @@ class Trainer:
         self.strategy = strategy or strategies.pick_strategy(cfg.train.strategy)
         self.per_call = strategies.steps_per_execution(self.strategy,
                                                        cfg.train.steps_per_execution)
+        self.xla = strategies.jit_compile(self.strategy, cfg.train.jit_compile)
+        on_tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
+        if self.xla and not on_tpu and self.strategy.num_replicas_in_sync > 1:
+            # the step all-reduces gradients inside itself (clipping.SummedGradients); under
+            # MirroredStrategy that is a merge call, which a nested compiled function cannot
+            # hold, and logical CPU devices share one XLA device
+            raise config.ConfigError(
+                "train.jit_compile: XLA-compiled steps need one replica outside a TPU "
+                f"({self.strategy.num_replicas_in_sync} here); set train.jit_compile=false")
         if verbose:
             print(f"strategy ({cfg.train.strategy}): {strategies.describe(self.strategy)}; "
-                  f"{self.per_call} micro-batch(es) per call", flush=True)
+                  f"{self.per_call} micro-batch(es) per call; XLA {'on' if self.xla else 'off'}",
+                  flush=True)
         if cfg.train.time_limit_hours and isinstance(self.strategy,
                                                      tf.distribute.MultiWorkerMirroredStrategy):
             raise config.ConfigError("train.time_limit_hours: works on one host only; the "
@@ -230,15 +246,20 @@ class Trainer:
                                                                   f"ckpt_worker_{id(self)}")
         self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=2)
         # `train_steps(iterator, count)`: `count` micro-batches in one call (see `multi_step`).
-        self.train_steps = multi_step(self.strategy, self._step_fn)
-        self.generate = decoding_function(self.model)  # traced once for every evaluation
+        # With XLA each replica's step is one compiled function; a TPU compiles whatever runs
+        # on it, so there the step needs no marking.
+        step = (tf.function(self._step_fn, jit_compile=True) if self.xla and not on_tpu
+                else self._step_fn)
+        self.train_steps = multi_step(self.strategy, step)
+        # traced once for every evaluation, compiled with XLA where training steps are
+        self.generate = decoding_function(self.model, self.xla and not on_tpu)
 
     # ------------------------------------------------------------------ steps
 
     def _step_fn(self, batch):
         with tf.GradientTape() as tape:
             out = self.model(batch, training=True, step=self.optimizer.iterations)
-            per_sample = self.model.per_sample_loss(batch, out)
+            per_sample = self.model.per_sample_loss(batch, out, xla=self.xla)
             loss = tf.nn.compute_average_loss(per_sample, global_batch_size=self.global_batch)
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, self.model.trainable_variables)
@@ -300,16 +321,8 @@ class Trainer:
         if self.chief:
             with tf.io.gfile.GFile(os.path.join(self.dir, "config.yaml"), "w") as f:
                 f.write(yaml.safe_dump(_plain(dataclasses.asdict(cfg)), sort_keys=False))
-        def dataset(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-            # Each input pipeline feeds all replicas of its host, one per-replica batch each per
-            # micro-batch (8 per micro-batch on one 8-core TPU host), and the first epoch skips
-            # what was trained before the checkpoint.
-            per_step = ctx.num_replicas_in_sync // ctx.num_input_pipelines
-            return pipeline.train_dataset(cfg.data, cfg.seed, cfg.train.epochs, start, ctx,
-                                          steps_per_epoch=self.steps * per_step
-                                          ).skip(first * per_step)
-
-        data = self.strategy.distribute_datasets_from_function(dataset)
+        data = self.strategy.distribute_datasets_from_function(
+            lambda ctx: self.input_dataset(ctx, start, first))
         batches = iter(data)
         writer = tf.summary.create_file_writer(os.path.join(self.dir, "tb")) if self.chief \
             else tf.summary.create_noop_writer()
@@ -353,6 +366,19 @@ class Trainer:
             self.model.save_weights(os.path.join(self.dir, "model.weights.h5"))
             plot_history(self.dir)
         return result
+
+    def input_dataset(self, ctx: tf.distribute.InputContext | None, start: int,
+                      first: int) -> tf.data.Dataset:
+        """One input pipeline's training stream from micro-batch `first` of epoch `start`.
+
+        Each input pipeline feeds all replicas of its host, one per-replica batch each per
+        micro-batch (8 per micro-batch on one 8-core TPU host); `ctx` None: one pipeline for
+        one replica.
+        """
+        per_step = ctx.num_replicas_in_sync // ctx.num_input_pipelines if ctx else 1
+        return pipeline.train_dataset(self.cfg.data, self.cfg.seed, self.cfg.train.epochs,
+                                      start, ctx, steps_per_epoch=self.steps * per_step
+                                      ).skip(first * per_step)
 
     def _train_call(self, batches, epoch: int, step: int, count: int) -> list[float]:
         """Micro-batches `step + 1` to `step + count` of the epoch in one call; their losses.
@@ -399,7 +425,7 @@ class Trainer:
 
     def evaluate(self, epoch: int | None = None) -> dict:
         """Greedy-decode the validation fold; scores raw and after the dummy-phrase rule."""
-        rows = predict(self.model, self.generate, self.cfg, self.cfg.train.eval_batch_size)
+        rows = predict(self.strategy, self.generate, self.cfg, self.cfg.train.eval_batch_size)
         truth = [r["phrase"] for r in rows]
         result = {"score": metrics.normalized_total(truth, [r["prediction"] for r in rows]),
                   "score_pp": metrics.normalized_total(truth, [r["prediction_pp"] for r in rows]),
@@ -429,22 +455,37 @@ class Trainer:
                     tf.summary.scalar(k, v, step=row["epoch"])
 
 
-def predict(model, generate: Callable, cfg: config.Config, batch_size: int) -> list[dict]:
-    """Per-sequence greedy predictions on the validation fold (raw and post-processed);
-    `generate` is `decoding_function(model)`."""
+def predict(strategy: tf.distribute.Strategy, generate: Callable, cfg: config.Config,
+            batch_size: int) -> list[dict]:
+    """Per-sequence greedy predictions on the validation fold (raw and post-processed), in
+    record order. `generate` is `decoding_function(model)`; it runs on the strategy's replicas,
+    each decoding its own batch of `batch_size // replicas` clips (every host decodes the whole
+    fold: the chief writes it)."""
+    data = strategy.distribute_datasets_from_function(
+        lambda ctx: pipeline.static_eval_dataset(
+            cfg.data, ctx.get_per_replica_batch_size(batch_size),
+            ctx.num_replicas_in_sync // ctx.num_input_pipelines))
+
+    @tf.function
+    def decode(batch):
+        return strategy.run(generate, args=(batch["landmarks"], batch["mask"]))
+
+    def gather(values) -> np.ndarray:
+        return np.concatenate([v.numpy() for v in strategy.experimental_local_results(values)])
+
     rows = []
-    for batch in pipeline.eval_dataset(cfg.data, batch_size=batch_size):
-        ids, encoded = generate(batch["landmarks"], batch["mask"])
-        conf = (tf.sigmoid(model.confidence(encoded)).numpy()
-                if model.confidence_head is not None else [None] * len(ids))
-        for i, seq_ids in enumerate(ids.numpy()):
-            text = vocab.decode(seq_ids[1:])  # skip SOS; stops at EOS
-            n = int(batch["n_frames"][i])
-            c = None if conf[i] is None else float(conf[i])
-            rows.append({"sequence_id": int(batch["sequence_id"][i]),
-                         "phrase": vocab.decode(batch["labels"][i].numpy()),
-                         "prediction": text, "prediction_pp": inference.postprocess(text, n, c),
-                         "confidence": "" if c is None else f"{c:.4f}", "n_frames": n})
+    for batch in data:
+        ids, confidence = (gather(v) for v in decode(batch))
+        valid, n_frames = gather(batch["valid"]), gather(batch["n_frames"])
+        sequence_ids, labels = gather(batch["sequence_id"]), gather(batch["labels"])
+        for i in np.flatnonzero(valid):
+            text = vocab.decode(ids[i, 1:])  # skip SOS; stops at EOS
+            c = None if confidence[i] < 0 else float(confidence[i])
+            rows.append({"sequence_id": int(sequence_ids[i]),
+                         "phrase": vocab.decode(labels[i]), "prediction": text,
+                         "prediction_pp": inference.postprocess(text, int(n_frames[i]), c),
+                         "confidence": "" if c is None else f"{c:.4f}",
+                         "n_frames": int(n_frames[i])})
     return rows
 
 

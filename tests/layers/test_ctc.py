@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras import ops
 
 from asl_keras import config, vocab
 from asl_keras.layers import ctc
@@ -18,17 +17,43 @@ def labels_for(*phrases):
     return np.stack([vocab.to_labels(vocab.encode(p)) for p in phrases])
 
 
-def test_matches_dense_ctc_divided_by_phrase_length():
-    rng = np.random.default_rng(0)
-    labels = labels_for("abc", "hello world", "a")
-    logits = rng.normal(size=(3, 40, vocab.CTC_BLANK + 1)).astype("float32")
-    mask = np.ones((3, 40), "float32")
-    mask[2, 30:] = 0
-    ours = ctc_loss_per_char(labels, logits, mask).numpy()
-    lengths = np.array([3, 11, 1])
-    dense = ops.ctc_loss(np.where(labels < vocab.NUM_CHARS, labels, 0), logits, lengths,
-                         mask.sum(1).astype("int32"), mask_index=vocab.CTC_BLANK).numpy()
-    np.testing.assert_allclose(ours, dense / lengths, rtol=1e-4)
+def loss_and_gradient(labels, logits, mask, xla: bool):
+    """The per-character CTC loss and its gradient by the logits; with `xla`, the path the
+    compiled step takes, compiled with XLA."""
+
+    @tf.function(jit_compile=xla)
+    def both(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = ctc_loss_per_char(labels, x, mask, xla=xla)
+        return loss, tape.gradient(loss, x)
+
+    return [v.numpy() for v in both(tf.constant(logits))]
+
+
+def test_fused_and_xla_paths_equal_the_textbook_loss_and_each_others_gradient():
+    """Padding and repeated characters (a repeat needs a blank between): the fused kernel and
+    the dense-label CTC that XLA compiles give the textbook forward recursion's loss per
+    character, and the same gradient, to float32 rounding."""
+    phrases = ["aab", "hello world", "zz", "a"]
+    frames = [40, 31, 9, 1 + 2]
+    labels = labels_for(*phrases)
+    logits = 2.0 * np.random.default_rng(0).normal(
+        size=(4, 40, vocab.CTC_BLANK + 1)).astype("float32")
+    mask = (np.arange(40)[None] < np.array(frames)[:, None]).astype("float32")
+    fused, fused_grad = loss_and_gradient(labels, logits, mask, xla=False)
+    dense, dense_grad = loss_and_gradient(labels, logits, mask, xla=True)
+    for b, (phrase, n) in enumerate(zip(phrases, frames, strict=True)):
+        nonblank, blank, _ = textbook_prefix(ctc_log_probs(logits[b, :n]).numpy(),
+                                             vocab.encode(phrase))
+        textbook = -np.log(nonblank[-1] + blank[-1]) / len(phrase)
+        np.testing.assert_allclose([fused[b], dense[b]], textbook, rtol=1e-5)
+    np.testing.assert_allclose(dense, fused, rtol=1e-5)
+    # element by element to 1e-5 of the largest: elements near zero carry the rounding of the
+    # whole 40-frame recursion, which the two kernels sum in different orders
+    np.testing.assert_allclose(dense_grad, fused_grad, rtol=0,
+                               atol=1e-5 * np.abs(fused_grad).max())
+    assert not dense_grad[2, 9:].any() and not fused_grad[2, 9:].any()  # padding: none
 
 
 def test_clips_too_short_for_their_phrase_get_zero_loss_and_finite_gradients():

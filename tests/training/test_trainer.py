@@ -224,8 +224,8 @@ def test_a_loss_going_non_finite_inside_a_call_is_named_by_its_micro_batch(synth
                                     steps_per_execution=4), verbose=False)
     per_sample_loss = t.model.per_sample_loss
 
-    def nan_from_update_1(batch, out):
-        loss = per_sample_loss(batch, out)
+    def nan_from_update_1(batch, out, xla=False):
+        loss = per_sample_loss(batch, out, xla)
         return tf.where(t.optimizer.iterations >= 1, np.nan, loss)
 
     t.model.per_sample_loss = nan_from_update_1
@@ -245,9 +245,9 @@ def test_calls_of_every_length_share_one_trace(synthetic_records, tmp_path):
     traces = []
     per_sample_loss = t.model.per_sample_loss
 
-    def counting(batch, out):
+    def counting(batch, out, xla=False):
         traces.append(1)
-        return per_sample_loss(batch, out)
+        return per_sample_loss(batch, out, xla)
 
     t.model.per_sample_loss = counting
     t.fit()
