@@ -3,8 +3,9 @@
     python -m asl_keras.bench convert  [--sequences 3000 --per-file 1000]
     python -m asl_keras.bench pipeline --config configs/cfg_2.yaml [--batches 30]
     python -m asl_keras.bench model [--configs configs/cfg_1.yaml ...]
-    python -m asl_keras.bench train --config configs/cfg_2.yaml [--batch 16 --frames 384]
+    python -m asl_keras.bench train --configs configs/cfg_2.yaml [--batch 16 --frames 384]
                                     [--jit-compile off on] [--steps-per-execution 1 16]
+    python -m asl_keras.bench ctc [--batch 64 --frames 384]
     python -m asl_keras.bench tflite [--configs configs/cfg_2.yaml ...] [--against REF.tflite]
                                      [--members 1 2] [--threads 1 2] [--checkpoints A B]
     python -m asl_keras.bench clips --tflite A.tflite [B.tflite] --records DIR [--clips 200]
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 import platform
 import resource
@@ -199,32 +201,72 @@ def bench_train(args) -> list[dict]:
                                    tf.int32),
              "score": tf.ones([args.batch])}
     rows = []
-    for xla in (v == "on" for v in args.jit_compile):
-        for per_call in args.steps_per_execution:
-            cfg = config.load(args.config, [
-                *args.overrides, f"data.records={records}", "data.scores=null", "data.fold=0",
-                f"data.batch_size={args.batch}", f"data.max_len={args.frames}",
-                f"train.jit_compile={str(xla).lower()}", f"train.steps_per_execution={per_call}",
-                f"train.runs_dir={os.path.join(BENCH_DIR, 'runs_train')}"])
-            t = trainer.Trainer(cfg, verbose=False)
-            batches = iter(t.strategy.experimental_distribute_dataset(
-                tf.data.Dataset.from_tensors(batch).repeat()))
-            t0 = time.perf_counter()
+    for path, xla, per_call in itertools.product(args.configs,
+                                                 [v == "on" for v in args.jit_compile],
+                                                 args.steps_per_execution):
+        cfg = config.load(path, [
+            *args.overrides, f"data.records={records}", "data.scores=null", "data.fold=0",
+            f"data.batch_size={args.batch}", f"data.max_len={args.frames}",
+            f"train.jit_compile={str(xla).lower()}", f"train.steps_per_execution={per_call}",
+            f"train.runs_dir={os.path.join(BENCH_DIR, 'runs_train')}"])
+        t = trainer.Trainer(cfg, verbose=False)
+        batches = iter(t.strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensors(batch).repeat()))
+        t0 = time.perf_counter()
+        t.train_steps(batches, per_call).numpy()
+        compile_s = time.perf_counter() - t0
+        calls = max(1, args.steps // per_call)
+        t0 = time.perf_counter()
+        for _ in range(calls):
             t.train_steps(batches, per_call).numpy()
-            compile_s = time.perf_counter() - t0
-            calls = max(1, args.steps // per_call)
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                t.train_steps(batches, per_call).numpy()
-            dt = (time.perf_counter() - t0) / (calls * per_call)
-            rows.append({"config": os.path.basename(args.config), "jit_compile": xla,
-                         "micro-batches per call": per_call,
-                         "batch x frames": f"{args.batch} x {args.frames}",
-                         "first call s (trace/compile)": f"{compile_s:.1f}",
-                         "ms/micro-batch": f"{1000 * dt:.1f}", "micro-batches/s": f"{1 / dt:.1f}",
-                         "samples/s": f"{args.batch / dt:.1f}",
-                         "peak RSS MB (process so far)":
-                             f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"})
+        dt = (time.perf_counter() - t0) / (calls * per_call)
+        rows.append({"config": os.path.basename(path), "jit_compile": xla,
+                     "micro-batches per call": per_call,
+                     "batch x frames": f"{args.batch} x {args.frames}",
+                     "first call s (trace/compile)": f"{compile_s:.1f}",
+                     "ms/micro-batch": f"{1000 * dt:.1f}", "micro-batches/s": f"{1 / dt:.1f}",
+                     "samples/s": f"{args.batch / dt:.1f}",
+                     "peak RSS MB (process so far)":
+                         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"})
+    return rows
+
+
+def bench_ctc(args) -> list[dict]:
+    """The CTC head's loss and its gradient (`ctc.ctc_loss_per_char`) at the training shape:
+    TensorFlow's fused kernel (sparse labels, the path without XLA) and the dense-label CTC
+    (the path of compiled steps), each with and without XLA where it compiles."""
+    import numpy as np
+
+    from asl_keras import vocab
+    from asl_keras.layers import ctc
+    from asl_keras.runtime import tf
+
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(size=(args.batch, args.frames, ctc.CLASSES)), tf.float32)
+    lengths = rng.integers(5, 30, args.batch)
+    labels = tf.constant([vocab.to_labels(rng.integers(0, vocab.NUM_CHARS, n)) for n in lengths],
+                         tf.int32)
+    mask = tf.constant(np.arange(args.frames)[None] < rng.integers(args.frames // 2, args.frames,
+                                                                    (args.batch, 1)), tf.float32)
+    rows = []
+    for dense, xla in ((False, False), (True, False), (True, True)):
+        @tf.function(jit_compile=xla)
+        def loss_and_gradient(x, dense=dense):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(ctc.ctc_loss_per_char(labels, x, mask, xla=dense))
+            return loss, tape.gradient(loss, x)
+
+        t0 = time.perf_counter()
+        loss_and_gradient(logits)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(args.repeats):
+            loss_and_gradient(logits)[1].numpy()
+        ms = 1000 * (time.perf_counter() - t0) / args.repeats
+        rows.append({"CTC": "dense labels" if dense else "fused (sparse labels)",
+                     "jit_compile": xla, "batch x frames": f"{args.batch} x {args.frames}",
+                     "first call s": f"{first:.1f}", "ms (loss + gradient)": f"{ms:.1f}"})
     return rows
 
 
@@ -544,7 +586,7 @@ def main(argv=None) -> int:
     m.add_argument("--repeats", type=int, default=5)
     t = sub.add_parser("train", help="training samples/s on this CPU, with and without XLA, "
                        "with one or several micro-batches per call")
-    t.add_argument("--config", default="configs/cfg_2.yaml")
+    t.add_argument("--configs", nargs="+", default=["configs/cfg_2.yaml"])
     t.add_argument("overrides", nargs="*", help="key.path=value config overrides")
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--frames", type=int, default=384)
@@ -553,6 +595,11 @@ def main(argv=None) -> int:
     t.add_argument("--jit-compile", nargs="+", choices=["off", "on"], default=["off", "on"])
     t.add_argument("--steps-per-execution", type=int, nargs="+", default=[1],
                    help="micro-batches per call of the training function, one row each")
+    g = sub.add_parser("ctc", help="the CTC loss and gradient: fused kernel and dense labels, "
+                       "with and without XLA")
+    g.add_argument("--batch", type=int, default=64)
+    g.add_argument("--frames", type=int, default=384)
+    g.add_argument("--repeats", type=int, default=10)
     f = sub.add_parser("tflite", help="TFLite per-clip latency by stage, size, ops per "
                        "decoding step; side by side with another .tflite (--against)")
     f.add_argument("--configs", nargs="+", default=["configs/cfg_2.yaml"])
@@ -606,7 +653,7 @@ def main(argv=None) -> int:
     os.makedirs(BENCH_DIR, exist_ok=True)
     argv = sys.argv[1:] if argv is None else list(argv)
     rows = {"convert": bench_convert, "pipeline": bench_pipeline, "model": bench_model,
-            "train": bench_train, "tflite": bench_tflite, "clips": bench_clips,
+            "train": bench_train, "ctc": bench_ctc, "tflite": bench_tflite, "clips": bench_clips,
             "decoding": bench_decoding, "curves": bench_curves,
             "ablation": bench_ablation}[args.what](args)
     print(f"machine: {machine()}")

@@ -131,9 +131,42 @@ def synthetic_records(synthetic_kaggle, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def export_root(tmp_path_factory) -> str:
-    """The session's folder for the rigged checkpoints and their exports."""
-    return str(tmp_path_factory.mktemp("export"))
+def export_root(tmp_path_factory, worker_id) -> str:
+    """The run's folder for the rigged checkpoints and their exports, shared by every xdist
+    worker (each worker's base temp folder sits in the run's): what `built_once` makes there is
+    made once per run, not once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base if worker_id == "master" else base.parent) / "shared_export"
+    root.mkdir(exist_ok=True)
+    return str(root)
+
+
+def built_once(root: str, name: str, build, timeout: float = 1800) -> str:
+    """`root/name`, made by `build(path)` in whichever test process asks first; the others wait
+    for it. `build` writes to a temporary path that is renamed when complete, so a waiting
+    process never reads a half-made artefact; a failed build is reported to the waiters."""
+    import time
+
+    path = os.path.join(root, name)
+    try:
+        os.close(os.open(f"{path}.lock", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            if os.path.exists(f"{path}.failed"):
+                raise RuntimeError(f"another test process failed to build {name}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} was not built within {timeout:.0f} s") from None
+            time.sleep(0.2)
+        return path
+    partial = f"{path}.partial"
+    try:
+        build(partial)
+    except BaseException:
+        open(f"{path}.failed", "w").close()
+        raise
+    os.rename(partial, path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -146,18 +179,21 @@ def checkpoints(export_root) -> tuple[str, list[str]]:
     from asl_keras.models.recognizer import build_recognizer
     from tests.export import TINY, rig, write_config
 
-    # data.records names a folder that does not exist: exports check on sample clips
-    # unless a test gives records, whatever the working directory holds
-    values = {**TINY, "data": {**TINY["data"],
-                               "records": os.path.join(export_root, "no-records")}}
-    cfg_path = write_config(os.path.join(export_root, "tiny.yaml"), values)
-    models = []
-    for seed in (0, 1):
-        keras.utils.set_random_seed(seed)
-        models.append(build_recognizer(config.load(cfg_path)))
-    rig(models)
-    paths = []
-    for seed, model in enumerate(models):
-        paths.append(os.path.join(export_root, f"tiny_{seed}.weights.h5"))
-        model.save_weights(paths[-1])
-    return cfg_path, paths
+    def build(folder: str) -> None:
+        os.makedirs(folder)
+        # data.records names a folder that does not exist: exports check on sample clips
+        # unless a test gives records, whatever the working directory holds
+        values = {**TINY, "data": {**TINY["data"],
+                                   "records": os.path.join(export_root, "no-records")}}
+        cfg_path = write_config(os.path.join(folder, "tiny.yaml"), values)
+        models = []
+        for seed in (0, 1):
+            keras.utils.set_random_seed(seed)
+            models.append(build_recognizer(config.load(cfg_path)))
+        rig(models)
+        for seed, model in enumerate(models):
+            model.save_weights(os.path.join(folder, f"tiny_{seed}.weights.h5"))
+
+    folder = built_once(export_root, "checkpoints", build)
+    return (os.path.join(folder, "tiny.yaml"),
+            [os.path.join(folder, f"tiny_{seed}.weights.h5") for seed in (0, 1)])

@@ -65,8 +65,8 @@ def sparse_ctc_loss(targets, length, logits, frames):
     first `length [B]` count, `logits [B, T, 60]`, `frames [B]` real frames.
 
     TensorFlow on purpose: `keras.ops.ctc_loss` passes dense labels, which selects TF's
-    graph-level CTC, slower without XLA than the fused kernel used for sparse labels (the
-    benchmark file of `benchmarks/ctc.py` times both). The fused kernel has no XLA kernel.
+    graph-level CTC, slower without XLA than the fused kernel used for sparse labels
+    (`python -m asl_keras.bench ctc` times both). The fused kernel has no XLA kernel.
     """
     keep = ops.arange(ops.shape(targets)[1])[None, :] < length[:, None]
     sparse = tf.sparse.from_dense(ops.where(keep, targets + 1, 0))  # +1: 0 is "absent" here

@@ -1,4 +1,4 @@
-"""Run by test_backends.py in a fresh interpreter: the full-size models on a non-TF backend.
+"""Run by test_backends.py in a fresh interpreter: the models on a non-TF backend.
 
 `KERAS_BACKEND` is set by the caller; `tensorflow` is made unimportable first, so any use of
 TensorFlow on this path fails loudly. For each config: build, a training-mode forward pass, the
@@ -29,8 +29,8 @@ def batch(rng: np.random.Generator, size: int = 2, frames: int = 48) -> dict:
             "score": np.ones(size, "float32")}
 
 
-def check(path: str) -> dict:
-    cfg = config.load(path, ["model.ctc_loss_weight=0.3"])  # the CTC head's path as well
+def check(path: str, overrides: list[str]) -> dict:
+    cfg = config.load(path, overrides)
     model = build_recognizer(cfg)
     inputs = batch(np.random.default_rng(0))
     trainable = [v.value for v in model.trainable_variables]
@@ -49,4 +49,6 @@ def check(path: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps([check(p) for p in sys.argv[1:]]))
+    # configs, then "--" and the overrides every config is loaded with
+    split = sys.argv.index("--")
+    print(json.dumps([check(p, sys.argv[split + 1:]) for p in sys.argv[1:split]]))

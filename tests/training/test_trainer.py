@@ -9,6 +9,7 @@ import csv
 import io
 import os
 import shlex
+import shutil
 import uuid
 from collections.abc import Callable
 
@@ -75,18 +76,27 @@ def timed_trainer(cfg, steps: int) -> trainer.Trainer:
     return t
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_run(synthetic_records, tmp_path_factory) -> trainer.Trainer:
+    """The tiny run trained in one session at one micro-batch per call, once per process."""
+    t = trainer.Trainer(tiny_config(synthetic_records, tmp_path_factory.mktemp("a"),
+                                    steps_per_execution=1), verbose=False)
+    t.fit()
+    return t
+
+
 @pytest.mark.slow
+@pytest.mark.xdist_group("uninterrupted_run")  # one process trains the run both compare with
 @pytest.mark.parametrize("per_call,stop_at", [(1, 3), (5, 5)])
 def test_a_time_limit_stop_mid_epoch_resumes_to_the_uninterrupted_weights(synthetic_records,
                                                                           tmp_path, per_call,
-                                                                          stop_at):
+                                                                          stop_at,
+                                                                          uninterrupted_run):
     """Stopped after an odd number of micro-batches (between the 2 of an accumulated update),
     resumed to the end: the same weights, optimizer step and history as one uninterrupted
     session of one micro-batch per call, also when the stopped and resumed sessions ran 5 per
     call (the first call of a session always runs; the epochs then end with shorter calls)."""
-    a = trainer.Trainer(tiny_config(synthetic_records, tmp_path / "a", steps_per_execution=1),
-                        verbose=False)
-    a.fit()
+    a = uninterrupted_run
     b = timed_trainer(tiny_config(synthetic_records, tmp_path / "b",
                                   steps_per_execution=per_call), steps=stop_at)
     assert b.steps > stop_at and b.steps % 5  # the stop falls inside epoch 1
@@ -195,8 +205,25 @@ def test_evaluations_reuse_one_traced_decoder(synthetic_records, tmp_path):
     assert len(traces) == traced
 
 
-def test_resuming_with_a_changed_schedule_is_refused_unless_forced(synthetic_records, tmp_path):
-    trainer.Trainer(tiny_config(synthetic_records, tmp_path, epochs=1), verbose=False).fit()
+@pytest.fixture(scope="module")
+def finished_run(synthetic_records, tmp_path_factory) -> str:
+    """The runs folder of a finished one-epoch tiny run, trained once per test process; tests
+    work on copies (`copy_of`)."""
+    runs = tmp_path_factory.mktemp("finished")
+    trainer.Trainer(tiny_config(synthetic_records, runs, epochs=1), verbose=False).fit()
+    return str(runs)
+
+
+def copy_of(finished_run: str, tmp_path) -> str:
+    """A copy of `finished_run` in `tmp_path` (its config.yaml names the original runs folder,
+    which a resume may change)."""
+    shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
+    return str(tmp_path)
+
+
+def test_resuming_with_a_changed_schedule_is_refused_unless_forced(synthetic_records, tmp_path,
+                                                                   finished_run):
+    tmp_path = copy_of(finished_run, tmp_path)
     changed = tiny_config(synthetic_records, tmp_path, epochs=2, learning_rate=0.001,
                           eval_every=1)
     with pytest.raises(trainer.CheckpointMismatch) as refused:
@@ -209,9 +236,8 @@ def test_resuming_with_a_changed_schedule_is_refused_unless_forced(synthetic_rec
     assert [r["epoch"] for r in history(trainer.run_dir(changed))] == ["1", "2"]
 
 
-def test_starting_over_an_existing_run_is_refused(synthetic_records, tmp_path):
-    cfg = tiny_config(synthetic_records, tmp_path, epochs=1)
-    trainer.Trainer(cfg, verbose=False).fit()
+def test_starting_over_an_existing_run_is_refused(synthetic_records, tmp_path, finished_run):
+    cfg = tiny_config(synthetic_records, copy_of(finished_run, tmp_path), epochs=1)
     with pytest.raises(FileExistsError, match="pass --resume"):
         trainer.Trainer(cfg, verbose=False).fit()
 
@@ -470,9 +496,9 @@ def test_fold_out_of_range_is_a_config_error(synthetic_records, tmp_path):
         trainer.Trainer(cfg, verbose=False)
 
 
-def test_resuming_with_another_architecture_is_refused(synthetic_records, tmp_path):
-    trainer.Trainer(tiny_config(synthetic_records, tmp_path, epochs=1), verbose=False).fit()
-    other = tiny_config(synthetic_records, tmp_path, epochs=1)
+def test_resuming_with_another_architecture_is_refused(synthetic_records, tmp_path,
+                                                       finished_run):
+    other = tiny_config(synthetic_records, copy_of(finished_run, tmp_path), epochs=1)
     other.model.dim = 24
     with pytest.raises(trainer.CheckpointMismatch, match="model.dim was 16, now 24"):
         trainer.Trainer(other, verbose=False).fit(resume=True)
