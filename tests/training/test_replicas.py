@@ -44,6 +44,7 @@ def mean_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     ("float32", None, 1e-5, 1e-4), ("mixed_float16", 2.0 ** 10, 2e-3, 1e-2)])
 def test_an_accumulating_trainer_on_two_replicas_equals_one_device(synthetic_records, tmp_path,
                                                                    float32_afterwards,
+                                                                   without_graph_optimizations,
                                                                    monkeypatch, precision,
                                                                    scale, loss_tolerance,
                                                                    weight_tolerance):
