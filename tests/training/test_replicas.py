@@ -99,17 +99,6 @@ def random_batches(n: int, size: int, frames: int = 32) -> list[dict]:
              "score": np.ones(size, "float32")} for _ in range(n)]
 
 
-@pytest.fixture
-def without_graph_optimizations():
-    """Grappler off for the test: its passes over a full-size training graph (both replicas,
-    forward, backward and the optimizer's two branches) take 40 of the 140 s its first call
-    costs here."""
-    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    yield
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
-
-
 @pytest.mark.parametrize("name", ["cfg_2", "cfg_2_squeezeformer"])
 def test_a_full_config_accumulates_8_micro_batches_on_two_replicas(
         synthetic_records, tmp_path, without_graph_optimizations, name):

@@ -76,9 +76,10 @@ def timed_trainer(cfg, steps: int) -> trainer.Trainer:
     return t
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def uninterrupted_run(synthetic_records, tmp_path_factory) -> trainer.Trainer:
-    """The tiny run trained in one session at one micro-batch per call, once per process."""
+    """The tiny run trained in one session at one micro-batch per call, once per process
+    (session-scoped: a module's fixture would be made again after another module's test)."""
     t = trainer.Trainer(tiny_config(synthetic_records, tmp_path_factory.mktemp("a"),
                                     steps_per_execution=1), verbose=False)
     t.fit()
@@ -205,7 +206,7 @@ def test_evaluations_reuse_one_traced_decoder(synthetic_records, tmp_path):
     assert len(traces) == traced
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_run(synthetic_records, tmp_path_factory) -> str:
     """The runs folder of a finished one-epoch tiny run, trained once per test process; tests
     work on copies (`copy_of`)."""

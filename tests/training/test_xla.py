@@ -74,7 +74,7 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("configs", list(STEPS))
 def test_the_training_step_compiles_with_xla(configs, variant, synthetic_records, tmp_path,
-                                             float32_afterwards):
+                                             float32_afterwards, without_graph_optimizations):
     """Two micro-batches through the trainer's loop with its XLA-compiled step: finite losses,
     and every tensor the step receives has a static shape and a dtype a TPU takes.
 
