@@ -80,7 +80,7 @@ def read(ids) -> list[int]:
     return row[:row.index(vocab.EOS) + 1] if vocab.EOS in row else row
 
 
-@pytest.mark.parametrize("beam,weight", [(1, 0.3), (3, 0.0), (3, 0.3)])
+@pytest.mark.parametrize("beam,weight", [(1, 0.3), (3, 0.0), (3, 0.3), (1, 0.8)])
 def test_beam_search_equals_the_rules_step_by_step(setup, beam, weight):
     decoder, encoded, mask, log_probs = setup
     max_steps = 6
