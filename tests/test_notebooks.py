@@ -31,6 +31,7 @@ def run_notebook(name, out_dir):
 
 @pytest.mark.slow
 def test_notebooks_run_in_demo_mode_and_write_their_outputs(tmp_path):
+    """Slow (about 75 s): each notebook runs in a kernel of its own, as a user runs it."""
     out = tmp_path / "out"
     out.mkdir()
     nb = run_notebook("train_tpu", out)

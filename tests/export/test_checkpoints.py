@@ -170,7 +170,8 @@ def test_the_exported_first_place_pair_decodes_what_its_own_graph_decodes():
     """The two state_dicts imported and exported by this project against the graph the
     1st place's own script converted from them: the same strings on clips of 15-384 frames,
     each graph fed the same values in its own column order. Both encode the clip's real
-    frames (a 128-frame clip padded to 384 decoded differently before)."""
+    frames (a 128-frame clip padded to 384 decoded differently before). Slow (about 60 s):
+    the pair is full size, as the 1st place's graph is."""
     # Random weights decode near-ties, so this needs both graphs to compute nearly the same
     # numbers, not only the same rules. The state_dicts hold float16 values, so an fp32 export
     # computes with exactly the weights the reference's fp16 file dequantises to; this

@@ -82,6 +82,9 @@ def train_worker(records, runs_dir, epochs, index, cluster, resume=False):
 
 @pytest.mark.slow
 def test_killing_a_worker_gives_a_clear_error_and_the_run_resumes(synthetic_records, tmp_path):
+    """Slow (about 80 s): two worker processes start TensorFlow, train until a checkpoint,
+    one is killed, and both are started again to resume; each start costs its import and
+    trace."""
     import time
 
     cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}

@@ -544,7 +544,10 @@ def test_missing_data_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_round1_oof_round2_end_to_end(synthetic_records, tmp_path):
-    """cfg_1-style fold runs -> OOF score table -> a cfg_2-style fullfit run that reads it."""
+    """cfg_1-style fold runs -> OOF score table -> a cfg_2-style fullfit run that reads it.
+
+    Slow (about 100 s): the two rounds are five trainings of one epoch each, the fewest that
+    give every fold an out-of-fold score."""
     from asl_keras.training import oof
 
     runs = []
