@@ -198,8 +198,9 @@ def static_eval_dataset(data: config.Data, batch_size: int, multiple: int = 1
     many batches as a multiple of `multiple`: the rows after the fold's last are zeros with
     `valid` False. Every batch has the same static shape (what a TPU compiles for), and with
     `multiple` = the replicas of a host, each replica gets a batch at every step."""
-    count = Selection(read_index(data.records), data, training=False).items_per_epoch
-    items = _eval_items(data).map(lambda row: {**row, "valid": True})
+    selection = Selection(read_index(data.records), data, training=False)
+    count = selection.items_per_epoch
+    items = _eval_items(data, selection=selection).map(lambda row: {**row, "valid": True})
     batches = -(-max(-(-count // batch_size), 1) // multiple) * multiple
     filler = items.take(1).map(lambda row: {**tf.nest.map_structure(tf.zeros_like, row),
                                             "valid": False})
@@ -207,9 +208,11 @@ def static_eval_dataset(data: config.Data, batch_size: int, multiple: int = 1
     return items.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def _eval_items(data: config.Data, ctx=None) -> tf.data.Dataset:
-    """The held-out fold's rows (see `eval_dataset`), unbatched."""
-    selection = Selection(read_index(data.records), data, training=False)
+def _eval_items(data: config.Data, ctx=None, selection: Selection | None = None
+                ) -> tf.data.Dataset:
+    """The held-out fold's rows (see `eval_dataset`), unbatched; `selection`: the fold's
+    `Selection`, when the caller has read the index already."""
+    selection = selection or Selection(read_index(data.records), data, training=False)
     scores = score_table(read_scores(data.scores))
 
     def item(ex):

@@ -132,11 +132,7 @@ AUTO_STEPS_PER_EXECUTION = {"tpu": 16, "gpu": 4, "cpu": 1}
 def steps_per_execution(strategy: tf.distribute.Strategy, configured: int | None) -> int:
     """`configured` micro-batches per call, or for 0/None the AUTO_STEPS_PER_EXECUTION of the
     strategy's devices."""
-    if configured:
-        return configured
-    if isinstance(strategy, tf.distribute.TPUStrategy):
-        return AUTO_STEPS_PER_EXECUTION["tpu"]
-    return AUTO_STEPS_PER_EXECUTION["gpu" if tf.config.list_logical_devices("GPU") else "cpu"]
+    return configured or AUTO_STEPS_PER_EXECUTION[device_kind(strategy)]
 
 
 # Whether training steps are compiled with XLA when `train.jit_compile` is null (auto), by
@@ -147,11 +143,17 @@ AUTO_JIT_COMPILE = {"gpu": False, "cpu": False}
 def jit_compile(strategy: tf.distribute.Strategy, configured: bool | None) -> bool:
     """Whether the training step is compiled with XLA: always on a TPU; elsewhere
     `configured`, or for None the AUTO_JIT_COMPILE of the strategy's devices."""
-    if isinstance(strategy, tf.distribute.TPUStrategy):
+    kind = device_kind(strategy)
+    if kind == "tpu":
         return True
-    if configured is not None:
-        return configured
-    return AUTO_JIT_COMPILE["gpu" if tf.config.list_logical_devices("GPU") else "cpu"]
+    return AUTO_JIT_COMPILE[kind] if configured is None else configured
+
+
+def device_kind(strategy: tf.distribute.Strategy) -> str:
+    """"tpu", "gpu" or "cpu": what the strategy computes on."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:

@@ -161,12 +161,14 @@ def multi_step(strategy: tf.distribute.Strategy,
     return lambda iterator, count: loop(iterator, tf.constant(count, tf.int32))
 
 
-def decoding_function(model, jit_compile: bool = False) -> Callable:
-    """`model`'s greedy decoding as one traced function `(x, mask) -> (ids, confidence)`:
-    int32 ids `[B, LABEL_LEN + 1]` and the confidence head's probability `[B]` (-1 without a
-    head). `jit_compile`: compiled with XLA, as on a TPU."""
+def decoding_function(model, strategy: tf.distribute.Strategy,
+                      jit_compile: bool = False) -> Callable:
+    """`model`'s greedy decoding on the strategy's replicas as one traced function: a
+    distributed batch -> per-replica `(ids, confidence)`, int32 ids `[B, LABEL_LEN + 1]` and the
+    confidence head's probability `[B]` (-1 without a head). `jit_compile`: each replica's
+    decoding is compiled with XLA, as on a TPU."""
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    @tf.function(jit_compile=jit_compile)
     def generate(x, mask):
         encoded = model.encode(x, mask)  # once, for both the decoder and the confidence head
         ids = dec.greedy_decode(model.decoder, encoded, mask)[0]
@@ -174,7 +176,11 @@ def decoding_function(model, jit_compile: bool = False) -> Callable:
             return ids, -tf.ones(tf.shape(ids)[:1])
         return ids, tf.sigmoid(model.confidence(encoded))
 
-    return generate
+    @tf.function
+    def decode(batch):
+        return strategy.run(generate, args=(batch["landmarks"], batch["mask"]))
+
+    return decode
 
 
 class Trainer:
@@ -188,8 +194,9 @@ class Trainer:
         self.per_call = strategies.steps_per_execution(self.strategy,
                                                        cfg.train.steps_per_execution)
         self.xla = strategies.jit_compile(self.strategy, cfg.train.jit_compile)
-        on_tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
-        if self.xla and not on_tpu and self.strategy.num_replicas_in_sync > 1:
+        # a TPU compiles whatever runs on it; elsewhere the functions are marked for XLA
+        marked = self.xla and not isinstance(self.strategy, tf.distribute.TPUStrategy)
+        if marked and self.strategy.num_replicas_in_sync > 1:
             # the step all-reduces gradients inside itself (clipping.SummedGradients); under
             # MirroredStrategy that is a merge call, which a nested compiled function cannot
             # hold, and logical CPU devices share one XLA device
@@ -246,13 +253,11 @@ class Trainer:
                                                                   f"ckpt_worker_{id(self)}")
         self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=2)
         # `train_steps(iterator, count)`: `count` micro-batches in one call (see `multi_step`).
-        # With XLA each replica's step is one compiled function; a TPU compiles whatever runs
-        # on it, so there the step needs no marking.
-        step = (tf.function(self._step_fn, jit_compile=True) if self.xla and not on_tpu
-                else self._step_fn)
+        # With XLA each replica's step is one compiled function.
+        step = tf.function(self._step_fn, jit_compile=True) if marked else self._step_fn
         self.train_steps = multi_step(self.strategy, step)
         # traced once for every evaluation, compiled with XLA where training steps are
-        self.generate = decoding_function(self.model, self.xla and not on_tpu)
+        self.decode = decoding_function(self.model, self.strategy, marked)
 
     # ------------------------------------------------------------------ steps
 
@@ -425,7 +430,7 @@ class Trainer:
 
     def evaluate(self, epoch: int | None = None) -> dict:
         """Greedy-decode the validation fold; scores raw and after the dummy-phrase rule."""
-        rows = predict(self.strategy, self.generate, self.cfg, self.cfg.train.eval_batch_size)
+        rows = predict(self.strategy, self.decode, self.cfg, self.cfg.train.eval_batch_size)
         truth = [r["phrase"] for r in rows]
         result = {"score": metrics.normalized_total(truth, [r["prediction"] for r in rows]),
                   "score_pp": metrics.normalized_total(truth, [r["prediction_pp"] for r in rows]),
@@ -455,20 +460,16 @@ class Trainer:
                     tf.summary.scalar(k, v, step=row["epoch"])
 
 
-def predict(strategy: tf.distribute.Strategy, generate: Callable, cfg: config.Config,
+def predict(strategy: tf.distribute.Strategy, decode: Callable, cfg: config.Config,
             batch_size: int) -> list[dict]:
     """Per-sequence greedy predictions on the validation fold (raw and post-processed), in
-    record order. `generate` is `decoding_function(model)`; it runs on the strategy's replicas,
-    each decoding its own batch of `batch_size // replicas` clips (every host decodes the whole
-    fold: the chief writes it)."""
+    record order. `decode` is `decoding_function(model, strategy)`: each replica decodes its
+    own batch of `batch_size // replicas` clips (every host decodes the whole fold: the chief
+    writes it)."""
     data = strategy.distribute_datasets_from_function(
         lambda ctx: pipeline.static_eval_dataset(
             cfg.data, ctx.get_per_replica_batch_size(batch_size),
             ctx.num_replicas_in_sync // ctx.num_input_pipelines))
-
-    @tf.function
-    def decode(batch):
-        return strategy.run(generate, args=(batch["landmarks"], batch["mask"]))
 
     def gather(values) -> np.ndarray:
         return np.concatenate([v.numpy() for v in strategy.experimental_local_results(values)])

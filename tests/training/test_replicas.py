@@ -150,7 +150,7 @@ def test_validation_decodes_on_two_replicas_as_on_one_device(synthetic_records, 
     two = trainer.Trainer(cfg, strategy=mirrored(), verbose=False)
     two.model.set_weights(one.model.get_weights())
     # 6 clips a replica per step: the held-out fold is not a whole number of steps
-    rows = [trainer.predict(t.strategy, t.generate, cfg, 12) for t in (one, two)]
+    rows = [trainer.predict(t.strategy, t.decode, cfg, 12) for t in (one, two)]
     held_out = pipeline.read_index(str(synthetic_records))
     expected = held_out[(held_out["fold"] == 0) & (held_out["is_supplemental"] == 0)]
     assert len(expected) % 12 and len(rows[0]) == len(expected)

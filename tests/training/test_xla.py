@@ -96,8 +96,9 @@ def test_the_training_step_compiles_with_xla(configs, variant, synthetic_records
 def test_validation_decoding_compiles_with_xla(configs, synthetic_records, tmp_path):
     """The evaluation's decoding compiled with XLA predicts what the uncompiled one does."""
     t = trainer.Trainer(narrow(STEPS[configs], synthetic_records, tmp_path), verbose=False)
-    compiled = trainer.predict(t.strategy, t.generate, t.cfg, 8)
-    plain = trainer.predict(t.strategy, trainer.decoding_function(t.model), t.cfg, 8)
+    compiled = trainer.predict(t.strategy, t.decode, t.cfg, 8)
+    plain = trainer.predict(t.strategy, trainer.decoding_function(t.model, t.strategy), t.cfg,
+                            8)
     assert compiled and [r["prediction"] for r in compiled] == [r["prediction"] for r in plain]
 
 
